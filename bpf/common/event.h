@@ -1,0 +1,81 @@
+/* The record every program sends to user space, and the config it reads.
+ *
+ * Mirrored by src/pytracee/events/wire.py; tests/unit/test_wire_layout.py reads
+ * the BTF of the compiled object and fails when the two drift.
+ */
+#ifndef PYTRACEE_EVENT_H
+#define PYTRACEE_EVENT_H
+
+#define TASK_COMM_LEN 16
+#define UTS_LEN 64 /* full nodename (Tracee cuts it to 16: issue #3840) */
+
+#define MAX_EVENT_ID 1024   /* events_map slots: syscalls and kernel events < 1024 */
+#define MAX_POLICIES 64
+
+/* Event ids that are not syscalls (Tracee's numbering, pkg/events/core.go). */
+#define EVENT_SYS_ENTER 712
+#define EVENT_SYS_EXIT 713
+#define EVENT_SCHED_PROCESS_FORK 714
+#define EVENT_SCHED_PROCESS_EXEC 715
+#define EVENT_SCHED_PROCESS_EXIT 716
+
+/* Fields that change per event come first; the task context after them is
+ * one contiguous span that user space interns (same task -> same bytes). */
+struct event_header {
+    __u64 ts;               /* bpf_ktime_get_boot_ns() */
+    __s64 retval;
+    __u64 matched_policies;
+    __u32 event_id;
+    __s32 syscall;
+    __u32 cpu;
+    __u16 argnum;
+    __u16 flags;
+    /* task context */
+    __u64 start_time;       /* thread start, boot ns */
+    __u64 cgroup_id;
+    __u32 pid;              /* as seen in the task's pid namespace */
+    __u32 tid;
+    __u32 ppid;
+    __u32 host_pid;
+    __u32 host_tid;
+    __u32 host_ppid;
+    __u32 uid;
+    __u32 gid;
+    __u32 mnt_ns;
+    __u32 pid_ns;
+    char comm[TASK_COMM_LEN];
+    char uts[UTS_LEN];
+};
+
+/* Header flags. */
+#define EV_FLAG_ARGS_TRUNCATED 1 /* the args buffer ran out of room */
+
+/* Argument encoding after the header: u8 index, u8 kind, payload. */
+enum arg_kind {
+    ARG_INT = 0,      /* u64 raw register/value */
+    ARG_STR = 1,      /* u16 len, bytes (no NUL) */
+    ARG_STR_ARR = 2,  /* u8 count, u8 truncated, count x (u16 len, bytes) */
+    ARG_SOCKADDR = 3, /* u16 len, raw struct sockaddr bytes */
+    ARG_BYTES = 4,    /* u16 len, raw bytes */
+    ARG_INT_PAIR = 5, /* two s32 read from a user pointer (pipe fds) */
+    ARG_STR_BLOB = 6, /* u16 len, u8 truncated, NUL-separated strings (argv/env area) */
+    ARG_NONE = 255,   /* syscall has no argument at this position */
+};
+
+/* events_map value: which policies want the event, and how to fetch its args. */
+struct event_config {
+    __u64 policies;
+    __u8 arg_kinds[6];
+    __u8 submit_on_enter; /* execve/exit: the image or the task is gone at sys_exit */
+    __u8 pad;
+};
+
+/* stats map key = kind * MAX_EVENT_ID + (event_id % MAX_EVENT_ID). */
+enum stat_kind {
+    STAT_SUBMITTED = 0,
+    STAT_LOST_RING_FULL = 1,  /* bpf_ringbuf_output failed: no room */
+    STAT_LOST_OTHER = 2,      /* any other submit error */
+    STAT_NUM = 3,
+};
+
+#endif

@@ -1,0 +1,124 @@
+/* struct path -> absolute path string, walking dentries and mounts.
+ *
+ * No bpf_d_path on raw tracepoints, so walk d_parent up to the mount root,
+ * then hop to the parent mount, until the root of the task's mount
+ * namespace. Names are copied backwards into a per-CPU buffer.
+ */
+#ifndef PYTRACEE_PATH_H
+#define PYTRACEE_PATH_H
+
+#define PATH_BUF_SIZE 8192
+#define PATH_MAX_LEN 4096
+#define NAME_MASK 255
+#define MAX_PATH_COMPONENTS 48
+
+struct path_buf {
+    char data[PATH_BUF_SIZE];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct path_buf);
+} path_scratch SEC(".maps");
+
+struct path_walk {
+    struct path_buf *pb;
+    struct dentry *dentry;
+    struct vfsmount *vfsmnt;
+    struct mount *mnt;
+    struct mount *mnt_parent;
+    __u32 off;
+    __u8 written;
+};
+
+/* One step up the tree: a name, or a hop from a mount root to its mountpoint. */
+static long path_step(__u64 i, void *data)
+{
+    struct path_walk *w = data;
+    struct dentry *dentry = w->dentry;
+    struct vfsmount *vfsmnt = w->vfsmnt;
+    struct mount *mnt = w->mnt;
+    struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+    struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+    if (dentry == mnt_root || dentry == parent) {
+        if (dentry != mnt_root)
+            return 1; /* not mounted anywhere: pipe:, socket:, memfd: */
+        struct mount *up = w->mnt_parent;
+        if (mnt == up)
+            return 1; /* the namespace root */
+        w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+        w->mnt = up;
+        w->mnt_parent = BPF_CORE_READ(up, mnt_parent);
+        w->vfsmnt = &up->mnt;
+        return 0;
+    }
+    struct qstr name = BPF_CORE_READ(dentry, d_name);
+    __u32 len = name.len & NAME_MASK;
+    __u32 off = w->off;
+    if (off <= len + 1)
+        return 1;
+    off -= len;
+    bpf_probe_read_kernel(&w->pb->data[off & (PATH_MAX_LEN - 1)], len, name.name);
+    off -= 1;
+    w->pb->data[off & (PATH_MAX_LEN - 1)] = '/';
+    w->off = off;
+    w->written = 1;
+    w->dentry = parent;
+    return 0;
+}
+
+/* Returns the start offset of the NUL-terminated path in pb->data. */
+static __always_inline __u32 resolve_path(struct path_buf *pb, struct dentry *dentry,
+                                          struct vfsmount *vfsmnt)
+{
+    struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+    struct path_walk w = {
+        .pb = pb,
+        .dentry = dentry,
+        .vfsmnt = vfsmnt,
+        .mnt = mnt,
+        .mnt_parent = BPF_CORE_READ(mnt, mnt_parent),
+        .off = PATH_MAX_LEN,
+    };
+    pb->data[PATH_MAX_LEN & (PATH_BUF_SIZE - 1)] = 0;
+    bpf_loop(MAX_PATH_COMPONENTS, path_step, &w, 0);
+    if (w.written)
+        return w.off;
+    /* Nothing above the dentry: the root itself ("/"), or a dentry that
+     * lives nowhere in the tree and is known by its name ("memfd:x"). */
+    struct dentry *last = w.dentry;
+    struct vfsmount *last_mnt = w.vfsmnt;
+    struct qstr name = BPF_CORE_READ(last, d_name);
+    __u32 len = name.len & NAME_MASK;
+    if (last == BPF_CORE_READ(last_mnt, mnt_root) || len == 0) {
+        pb->data[(PATH_MAX_LEN - 1) & (PATH_BUF_SIZE - 1)] = '/';
+        return PATH_MAX_LEN - 1;
+    }
+    __u32 off = PATH_MAX_LEN - len;
+    bpf_probe_read_kernel(&pb->data[off & (PATH_MAX_LEN - 1)], len, name.name);
+    return off;
+}
+
+static __always_inline struct path_buf *path_buf(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&path_scratch, &zero);
+}
+
+/* Append the resolved path of `p` as a string argument. */
+static __always_inline __u32 put_path(struct event_buf *b, __u32 off, __u8 idx, const struct path *p)
+{
+    struct path_buf *pb = path_buf();
+    if (!pb || !p)
+        return put_str(b, off, idx, NULL, 0);
+    struct dentry *d = BPF_CORE_READ(p, dentry);
+    struct vfsmount *m = BPF_CORE_READ(p, mnt);
+    if (!d || !m)
+        return put_str(b, off, idx, NULL, 0);
+    __u32 start = resolve_path(pb, d, m);
+    return put_str(b, off, idx, &pb->data[start & (PATH_MAX_LEN - 1)], 0);
+}
+
+#endif

@@ -1,0 +1,48 @@
+/* Scope filters, evaluated in the kernel for up to 64 policies at once.
+ *
+ * Each policy is one bit. For every filtered field a lookup of the task's
+ * value returns which policies list it with '=' and which with '!='; ranges
+ * (uid, pid) are per policy. Mirrored by src/pytracee/policy/kernel_maps.py.
+ */
+#ifndef PYTRACEE_SCOPE_H
+#define PYTRACEE_SCOPE_H
+
+enum scope_field {
+    SCOPE_COMM = 0,
+    SCOPE_PID = 1,   /* host tgid */
+    SCOPE_TID = 2,   /* host tid */
+    SCOPE_UID = 3,
+    SCOPE_MNTNS = 4,
+    SCOPE_PIDNS = 5,
+    SCOPE_NFIELDS = 6,
+};
+
+/* Value of the equality maps: policies that name this key with '=' / '!='. */
+struct scope_eq {
+    __u64 equal_in;
+    __u64 not_equal_in;
+};
+
+struct scope_num_key {
+    __u32 field;
+    __u32 value;
+};
+
+struct scope_config {
+    __u64 has_filter[SCOPE_NFIELDS]; /* policies with any filter on the field */
+    __u64 has_eq[SCOPE_NFIELDS];     /* policies with an '=' list on the field */
+    __u64 uid_range;                 /* policies with uid min/max */
+    __u64 pid_range;                 /* policies with pid min/max */
+    __u64 new_pid;                   /* policies with pid=new */
+    __u64 follow;                    /* policies with follow: descendants match too */
+    __u64 tree;                      /* policies with tree=PID: only that tree matches */
+    __u64 start_time;                /* pytracee start (boot ns), for pid=new */
+    __u32 self_pid;                  /* pytracee's own tgid: never traced */
+    __u32 pad;
+    __u32 uid_min[64];
+    __u32 uid_max[64];
+    __u32 pid_min[64];
+    __u32 pid_max[64];
+};
+
+#endif

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: GPL-2.0
+/* pytracee kernel side: syscalls and process lifecycle from raw tracepoints.
+ *
+ * sys_enter saves the arguments of selected syscalls per thread; sys_exit
+ * emits them with the return value. Scope filters run before anything is
+ * saved, so unselected work costs one array lookup.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "common/event.h"
+#include "common/scope.h"
+#include "common/task.h"
+#include "common/buffer.h"
+#include "common/path.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define NR_EXECVE 59
+#define NR_EXECVEAT 322
+#define PF_KTHREAD 0x00200000
+#define S_IFMT 00170000
+
+/* Set before load by user space. */
+const volatile __u32 cfg_exec_env = 0; /* send env with sched_process_exec */
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, MAX_EVENT_ID);
+    __type(key, __u32);
+    __type(value, struct event_config);
+} events_map SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct scope_config);
+} scope_cfg SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1024);
+    __type(key, char[TASK_COMM_LEN]);
+    __type(value, struct scope_eq);
+} scope_comm SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct scope_num_key);
+    __type(value, struct scope_eq);
+} scope_num SEC(".maps");
+
+/* tgid -> policies that follow this process (follow, tree=PID). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, __u64);
+} follow_map SEC(".maps");
+
+struct saved_args {
+    __u64 args[6];
+    __u64 matched;
+    __s64 syscall; /* -1 once consumed */
+};
+
+/* tid -> arguments of the syscall in flight. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct saved_args);
+} task_args SEC(".maps");
+
+/* tid -> comm before execve replaced it (sched_process_exec prev_comm). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, char[TASK_COMM_LEN]);
+} prev_comm_map SEC(".maps");
+
+static __always_inline struct event_config *event_cfg(__u32 id)
+{
+    return bpf_map_lookup_elem(&events_map, &id);
+}
+
+/* Policies among `policies` whose filter on one field passes for `eq`. */
+static __always_inline __u64 field_pass(struct scope_eq *eq, __u64 has_filter, __u64 has_eq)
+{
+    __u64 equal = eq ? eq->equal_in : 0;
+    __u64 not_equal = eq ? eq->not_equal_in : 0;
+    return ~has_filter | ((~has_eq | equal) & ~not_equal);
+}
+
+static __always_inline __u64 num_field_pass(struct scope_config *c, __u32 field, __u32 value,
+                                            __u64 res)
+{
+    if (field >= SCOPE_NFIELDS || !(c->has_filter[field] & res))
+        return res;
+    struct scope_num_key k = {.field = field, .value = value};
+    return res & field_pass(bpf_map_lookup_elem(&scope_num, &k), c->has_filter[field],
+                            c->has_eq[field]);
+}
+
+struct range_walk {
+    __u32 *mins;
+    __u32 *maxs;
+    __u64 todo;
+    __u64 res;
+    __u32 v;
+};
+
+static long range_step(__u64 i, void *data)
+{
+    struct range_walk *w = data;
+    __u64 bit = 1ULL << (i & 63);
+    if ((w->todo & bit) && (w->v < w->mins[i & 63] || w->v > w->maxs[i & 63]))
+        w->res &= ~bit;
+    return 0;
+}
+
+/* Clear the policies among `ranged` whose [min, max] does not hold v. */
+static __always_inline __u64 range_pass(__u64 res, __u64 ranged, __u32 *mins, __u32 *maxs,
+                                        __u32 v)
+{
+    struct range_walk w = {.mins = mins, .maxs = maxs, .todo = res & ranged, .res = res, .v = v};
+    if (!w.todo)
+        return res;
+    bpf_loop(MAX_POLICIES, range_step, &w, 0);
+    return w.res;
+}
+
+/* Which of `policies` the current task is in scope for. A global function:
+ * the verifier checks it once rather than at every call site. */
+__noinline __u64 scope_match(__u64 policies)
+{
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    __u32 zero = 0;
+    struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &zero);
+    if (!c || !policies)
+        return 0;
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tgid = pid_tgid >> 32;
+    if (tgid == c->self_pid)
+        return 0;
+
+    __u64 res = policies;
+    if (c->has_filter[SCOPE_COMM] & res) {
+        char comm[TASK_COMM_LEN] = {};
+        bpf_get_current_comm(comm, sizeof(comm));
+        res &= field_pass(bpf_map_lookup_elem(&scope_comm, comm), c->has_filter[SCOPE_COMM],
+                          c->has_eq[SCOPE_COMM]);
+    }
+    res = num_field_pass(c, SCOPE_PID, tgid, res);
+    res = num_field_pass(c, SCOPE_TID, (__u32)pid_tgid, res);
+    if (res & (c->has_filter[SCOPE_UID] | c->uid_range)) {
+        __u32 uid = (__u32)bpf_get_current_uid_gid();
+        res = num_field_pass(c, SCOPE_UID, uid, res);
+        res = range_pass(res, c->uid_range, c->uid_min, c->uid_max, uid);
+    }
+    res = range_pass(res, c->pid_range, c->pid_min, c->pid_max, tgid);
+    if (res & c->has_filter[SCOPE_MNTNS])
+        res = num_field_pass(c, SCOPE_MNTNS, BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum), res);
+    if (res & c->has_filter[SCOPE_PIDNS])
+        res = num_field_pass(c, SCOPE_PIDNS, task_pid_ns(t), res);
+    if (res & c->new_pid) {
+        if (task_start_time(BPF_CORE_READ(t, group_leader)) <= c->start_time)
+            res &= ~c->new_pid;
+    }
+    if ((policies & (c->tree | c->follow))) {
+        __u64 *followed = bpf_map_lookup_elem(&follow_map, &tgid);
+        __u64 f = followed ? *followed : 0;
+        res &= ~c->tree | f;          /* tree=PID: only that tree */
+        res |= f & c->follow & policies; /* follow: descendants match whatever else */
+    }
+    return res;
+}
+
+/* Arguments of a syscall, as the events_map says to fetch them. */
+static __always_inline __u32 put_syscall_args(struct event_buf *b, struct event_config *ec,
+                                              __u64 *args)
+{
+    __u32 off = 0;
+#pragma unroll
+    for (int i = 0; i < 6; i++) {
+        __u8 kind = ec->arg_kinds[i];
+        if (kind == ARG_NONE)
+            break;
+        void *p = (void *)args[i];
+        if (kind == ARG_STR)
+            off = put_str(b, off, i, p, 1);
+        else if (kind == ARG_STR_ARR)
+            off = put_str_arr(b, off, i, p);
+        else if (kind == ARG_SOCKADDR)
+            off = put_sockaddr(b, off, i, p);
+        else if (kind == ARG_INT_PAIR)
+            off = put_bytes(b, off, i, ARG_INT_PAIR, p, 8, 1);
+        else
+            off = put_int(b, off, i, args[i]);
+    }
+    return off;
+}
+
+static __always_inline void emit_syscall(struct task_struct *t, struct event_config *ec,
+                                         __u32 id, __u64 *args, __u64 matched, __s64 ret)
+{
+    struct event_buf *b = scratch_buf();
+    if (!b)
+        return;
+    fill_header(&b->hdr, t, id, id);
+    b->hdr.matched_policies = matched;
+    b->hdr.retval = ret;
+    __u32 off = put_syscall_args(b, ec, args);
+    submit(b, off);
+}
+
+/* sys_enter / sys_exit as events of their own (Tracee's 712/713). */
+static __always_inline void emit_raw_syscall(struct task_struct *t, __u32 event_id, long id)
+{
+    struct event_config *ec = event_cfg(event_id);
+    if (!ec || !ec->policies)
+        return;
+    __u64 matched = scope_match(ec->policies);
+    if (!matched)
+        return;
+    struct event_buf *b = scratch_buf();
+    if (!b)
+        return;
+    fill_header(&b->hdr, t, event_id, id);
+    b->hdr.matched_policies = matched;
+    submit(b, put_int(b, 0, 0, id));
+}
+
+SEC("raw_tracepoint/sys_enter")
+int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+    long id = ctx->args[1];
+    if (id < 0 || id >= EVENT_SYS_ENTER)
+        return 0;
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    emit_raw_syscall(t, EVENT_SYS_ENTER, id);
+
+    if (id == NR_EXECVE || id == NR_EXECVEAT) {
+        struct event_config *exec_ec = event_cfg(EVENT_SCHED_PROCESS_EXEC);
+        if (exec_ec && exec_ec->policies) {
+            __u32 tid = (__u32)bpf_get_current_pid_tgid();
+            char comm[TASK_COMM_LEN] = {};
+            bpf_get_current_comm(comm, sizeof(comm));
+            bpf_map_update_elem(&prev_comm_map, &tid, comm, BPF_ANY);
+        }
+    }
+
+    struct event_config *ec = event_cfg(id);
+    if (!ec || !ec->policies)
+        return 0;
+    __u64 matched = scope_match(ec->policies);
+    if (!matched)
+        return 0;
+
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    __u64 args[6];
+    args[0] = BPF_CORE_READ(regs, di);
+    args[1] = BPF_CORE_READ(regs, si);
+    args[2] = BPF_CORE_READ(regs, dx);
+    args[3] = BPF_CORE_READ(regs, r10);
+    args[4] = BPF_CORE_READ(regs, r8);
+    args[5] = BPF_CORE_READ(regs, r9);
+
+    if (ec->submit_on_enter) {
+        emit_syscall(t, ec, id, args, matched, 0);
+        return 0;
+    }
+
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
+    if (sa) {
+        __builtin_memcpy(sa->args, args, sizeof(args));
+        sa->matched = matched;
+        sa->syscall = id;
+        return 0;
+    }
+    struct saved_args fresh = {.matched = matched, .syscall = id};
+    __builtin_memcpy(fresh.args, args, sizeof(args));
+    bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY);
+    return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    long id = BPF_CORE_READ(regs, orig_ax);
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    if (id >= 0 && id < EVENT_SYS_ENTER)
+        emit_raw_syscall(t, EVENT_SYS_EXIT, id);
+
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
+    if (!sa || sa->syscall != id)
+        return 0;
+    sa->syscall = -1;
+    struct event_config *ec = event_cfg(id);
+    if (!ec)
+        return 0;
+    __u64 args[6];
+    __builtin_memcpy(args, sa->args, sizeof(args));
+    emit_syscall(t, ec, id, args, sa->matched, ctx->args[1]);
+    return 0;
+}
+
+/* Copy a fork participant's ids as five ints: tid, ns tid, pid, ns pid, start. */
+static __always_inline __u32 put_task_ids(struct event_buf *b, __u32 off, __u8 idx,
+                                          struct task_struct *t)
+{
+    struct task_struct *leader = BPF_CORE_READ(t, group_leader);
+    off = put_int(b, off, idx, BPF_CORE_READ(t, pid));
+    off = put_int(b, off, idx + 1, task_ns_tid(t));
+    off = put_int(b, off, idx + 2, BPF_CORE_READ(t, tgid));
+    off = put_int(b, off, idx + 3, task_ns_tid(leader));
+    return put_int(b, off, idx + 4, task_start_time(t));
+}
+
+SEC("raw_tracepoint/sched_process_fork")
+int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct task_struct *parent = (struct task_struct *)ctx->args[0];
+    struct task_struct *child = (struct task_struct *)ctx->args[1];
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    __u32 zero = 0;
+    struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &zero);
+
+    /* A new process inherits what its parent is followed for. */
+    __u32 child_pid = BPF_CORE_READ(child, pid);
+    __u32 child_tgid = BPF_CORE_READ(child, tgid);
+    if (c && (c->follow | c->tree) && child_pid == child_tgid) {
+        __u32 ptgid = BPF_CORE_READ(parent, tgid);
+        __u64 *pf = bpf_map_lookup_elem(&follow_map, &ptgid);
+        __u64 bits = pf ? *pf : 0;
+        bits |= scope_match(c->follow);
+        if (bits)
+            bpf_map_update_elem(&follow_map, &child_tgid, &bits, BPF_ANY);
+    }
+
+    struct event_config *ec = event_cfg(EVENT_SCHED_PROCESS_FORK);
+    if (!ec || !ec->policies)
+        return 0;
+    __u64 matched = scope_match(ec->policies);
+    if (!matched)
+        return 0;
+    struct event_buf *b = scratch_buf();
+    if (!b)
+        return 0;
+    fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_FORK, -1);
+    b->hdr.matched_policies = matched;
+    __u32 off = put_task_ids(b, 0, 0, parent);                               /* parent_* */
+    off = put_task_ids(b, off, 5, child);                                    /* child_*, start_time */
+    off = put_task_ids(b, off, 10, BPF_CORE_READ(child, real_parent, group_leader)); /* parent_process_* */
+    off = put_task_ids(b, off, 15, BPF_CORE_READ(child, group_leader));      /* leader_* */
+    submit(b, off);
+    return 0;
+}
+
+/* Read a span of the new image's memory (argv or env area) as one blob. */
+static __always_inline __u32 put_mm_blob(struct event_buf *b, __u32 off, __u8 idx,
+                                         unsigned long start, unsigned long end)
+{
+    __u64 span = end > start ? end - start : 0;
+    __u8 truncated = span > MAX_BLOB;
+    if (!has_room(b, off))
+        return off;
+    __u32 len = truncated ? MAX_BLOB : span;
+    asm volatile("" : "+r"(len)); /* keep the bound below visible to the verifier */
+    len &= (MAX_BLOB * 2 - 1);
+    if (len > MAX_BLOB)
+        len = MAX_BLOB;
+    if (bpf_probe_read_user(&b->args[at(off + 5)], len, (void *)start))
+        len = 0;
+    b->args[at(off)] = idx;
+    b->args[at(off + 1)] = ARG_STR_BLOB;
+    put_u16(b, off + 2, len);
+    b->args[at(off + 4)] = truncated;
+    b->hdr.argnum++;
+    return off + 5 + len;
+}
+
+SEC("raw_tracepoint/sched_process_exec")
+int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct task_struct *t = (struct task_struct *)ctx->args[0];
+    struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    char *prev = bpf_map_lookup_elem(&prev_comm_map, &tid);
+
+    struct event_config *ec = event_cfg(EVENT_SCHED_PROCESS_EXEC);
+    if (!ec || !ec->policies)
+        goto out;
+    __u64 matched = scope_match(ec->policies);
+    if (!matched)
+        goto out;
+    struct event_buf *b = scratch_buf();
+    if (!b)
+        goto out;
+    fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXEC, -1);
+    b->hdr.matched_policies = matched;
+
+    struct file *file = BPF_CORE_READ(bprm, file);
+    struct inode *inode = BPF_CORE_READ(file, f_inode);
+    const char *filename = BPF_CORE_READ(bprm, filename);
+    const char *interp = BPF_CORE_READ(bprm, interp);
+    __u32 off = put_str(b, 0, 0, filename, 0);                         /* cmdpath */
+    off = put_path(b, off, 1, &file->f_path);                          /* pathname */
+    off = put_int(b, off, 2, BPF_CORE_READ(inode, i_sb, s_dev));       /* dev */
+    off = put_int(b, off, 3, BPF_CORE_READ(inode, i_ino));             /* inode */
+    __u64 ctime = BPF_CORE_READ(inode, i_ctime_sec) * 1000000000ULL +
+                  BPF_CORE_READ(inode, i_ctime_nsec);
+    off = put_int(b, off, 4, ctime);                                   /* ctime */
+    off = put_int(b, off, 5, BPF_CORE_READ(inode, i_mode));            /* inode_mode */
+    struct mm_struct *mm = BPF_CORE_READ(t, mm);
+    off = put_mm_blob(b, off, 10, BPF_CORE_READ(mm, arg_start), BPF_CORE_READ(mm, arg_end)); /* argv */
+    off = put_str(b, off, 11, interp, 0);                              /* interp */
+
+    /* stdin: the type of whatever fd 0 is (tty, pipe, file, socket). */
+    struct file **fds = BPF_CORE_READ(t, files, fdt, fd);
+    struct file *in = NULL;
+    bpf_core_read(&in, sizeof(in), &fds[0]);
+    __u16 stdin_mode = 0;
+    if (in)
+        stdin_mode = BPF_CORE_READ(in, f_inode, i_mode) & S_IFMT;
+    off = put_int(b, off, 12, stdin_mode);                             /* stdin_type */
+    if (in)
+        off = put_path(b, off, 13, &in->f_path);                       /* stdin_path */
+    __u32 pflags = BPF_CORE_READ(t, real_parent, flags);
+    off = put_int(b, off, 14, (pflags & PF_KTHREAD) != 0);             /* invoked_from_kernel */
+    off = put_str(b, off, 15, prev, 0);                                /* prev_comm */
+    if (cfg_exec_env)
+        off = put_mm_blob(b, off, 16, BPF_CORE_READ(mm, env_start), BPF_CORE_READ(mm, env_end));
+    struct fs_struct *fs = BPF_CORE_READ(t, fs);
+    off = put_path(b, off, 17, &fs->pwd);                              /* pwd */
+    submit(b, off);
+out:
+    if (prev)
+        bpf_map_delete_elem(&prev_comm_map, &tid);
+    return 0;
+}
+
+SEC("raw_tracepoint/sched_process_exit")
+int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
+    int group_dead = BPF_CORE_READ(t, signal, live.counter) == 0;
+
+    struct event_config *ec = event_cfg(EVENT_SCHED_PROCESS_EXIT);
+    if (ec && ec->policies) {
+        __u64 matched = scope_match(ec->policies);
+        struct event_buf *b = matched ? scratch_buf() : NULL;
+        if (b) {
+            fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXIT, -1);
+            b->hdr.matched_policies = matched;
+            __u32 code = BPF_CORE_READ(t, exit_code);
+            __u32 off = put_int(b, 0, 0, (code >> 8) & 0xff); /* exit_code */
+            off = put_int(b, off, 1, code & 0x7f);            /* signal_code */
+            off = put_int(b, off, 2, group_dead);             /* process_group_exit */
+            submit(b, off);
+        }
+    }
+    bpf_map_delete_elem(&task_args, &tid);
+    if (group_dead)
+        bpf_map_delete_elem(&follow_map, &tgid);
+    return 0;
+}

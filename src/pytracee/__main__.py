@@ -1,0 +1,3 @@
+from pytracee.cli import main
+
+main()

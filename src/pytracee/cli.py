@@ -1,0 +1,209 @@
+"""The `pytracee` command: Tracee's flags, pytracee's pipeline."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import click
+import orjson
+
+from pytracee.errors import EnvironmentProblem, UsageError
+from pytracee.events import definitions
+from pytracee.events.definitions import EVENTS, EventDef
+
+# Events the kernel side can emit today: every syscall, sys_enter/exit, sched_process_*.
+KERNEL_EVENT_IDS = frozenset(eid for eid in EVENTS)
+POLICY_NAME = "cli"  # the one policy that --scope/--events describe
+
+
+class Registry:
+    """The event table, as the filter grammar wants to see it."""
+
+    @staticmethod
+    def lookup(name: str) -> EventDef | None:
+        return definitions.lookup(name)
+
+    @staticmethod
+    def all_events() -> Iterable[EventDef]:
+        return EVENTS.values()
+
+
+def default_event_ids() -> set[int]:
+    return {d.id for d in definitions.events_in_set("default") if d.id in KERNEL_EVENT_IDS}
+
+
+@dataclass
+class OutputConfig:
+    format: str = "table"  # table | json | none
+    path: str | None = None
+    parse_arguments: bool = False
+    exec_env: bool = False
+    extra: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+_OPTIONS = {"parse-arguments", "exec-env"}
+
+
+def parse_outputs(values: Sequence[str]) -> OutputConfig:
+    """Tracee's legacy --output syntax: table, json, json:/file, table:/file, none, option:X."""
+    cfg = OutputConfig()
+    formats: list[tuple[str, str | None]] = []
+    for raw in values:
+        kind, _, rest = raw.partition(":")
+        if kind == "option":
+            if rest not in _OPTIONS:
+                raise UsageError(f"unknown output option {rest!r} (known: {', '.join(sorted(_OPTIONS))})",
+                                 token=raw)
+            if rest == "parse-arguments":
+                cfg.parse_arguments = True
+            else:
+                cfg.exec_env = True
+        elif kind in ("table", "json", "none"):
+            if kind == "none" and rest:
+                raise UsageError("output 'none' takes no path", token=raw)
+            formats.append((kind, rest or None))
+        else:
+            raise UsageError(f"unknown output {raw!r} (expected table, json, json:/path, none or option:...)",
+                             token=raw)
+    if formats:
+        cfg.format, cfg.path = formats[0]
+        cfg.extra = formats[1:]
+    return cfg
+
+
+def _ring_bytes(buffers: Sequence[str]) -> int:
+    from pytracee.ebpf.tracer import DEFAULT_RING_BYTES
+
+    size = DEFAULT_RING_BYTES
+    for raw in buffers:
+        key, sep, value = raw.partition("=")
+        if key not in ("kernel.events", "events") or not sep:
+            raise UsageError(f"unknown buffer setting {raw!r} (expected kernel.events=<pages>)", token=raw)
+        try:
+            pages = int(value)
+        except ValueError:
+            raise UsageError(f"buffer size must be a number of pages: {value!r}", token=raw) from None
+        if pages < 1 or pages & (pages - 1):
+            raise UsageError(f"buffer size must be a power of two pages: {pages}", token=raw)
+        size = pages * 4096
+    return size
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"pytracee: {message}", err=True)
+    sys.exit(code)
+
+
+def _open_sink(kind: str, path: str | None, out: OutputConfig) -> Any:
+    from pytracee.sinks.json_sink import JsonSink
+    from pytracee.sinks.table_sink import NoneSink, TableSink
+
+    if kind == "none":
+        return NoneSink()
+    try:
+        if kind == "json":
+            stream = open(path, "wb", buffering=1 << 20) if path else open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)
+            return JsonSink(stream, [POLICY_NAME], out.parse_arguments)
+        stream_t = open(path, "w", encoding="utf-8") if path else sys.stdout
+        return TableSink(stream_t)
+    except OSError as exc:
+        raise UsageError(f"cannot open output {path}: {exc.strerror}", token=path) from None
+
+
+def trace(events: Sequence[str], scope: Sequence[str], output: Sequence[str],
+          buffers: Sequence[str]) -> int:
+    from pytracee.ebpf.tracer import Selection, Tracer, boot_offset_ns
+    from pytracee.events.decoder import Decoder
+    from pytracee.pipeline import Pipeline
+    from pytracee.policy import kernel_maps
+    from pytracee.policy.filters import parse_events, parse_scope
+
+    selection = parse_events(list(events), Registry(), default_event_ids())
+    unsupported = sorted(EVENTS[e].name for e in selection.event_ids if e not in KERNEL_EVENT_IDS)
+    if unsupported:
+        raise UsageError(f"event {unsupported[0]!r} is defined but not produced by this build",
+                         token=unsupported[0])
+    parsed_scope = parse_scope(list(scope))
+    kscope, userland = kernel_maps.build([parsed_scope])
+    out = parse_outputs(output)
+    ring = _ring_bytes(buffers)
+    sinks = [_open_sink(out.format, out.path, out)] + [_open_sink(k, p, out) for k, p in out.extra]
+
+    tracer = Tracer(ring_bytes=ring)
+    try:
+        tracer.load(Selection({eid: 1 for eid in selection.event_ids}, exec_env=out.exec_env), kscope)
+        pipeline = Pipeline(tracer, Decoder(EVENTS, boot_offset_ns()), selection, userland, sinks)
+        click.echo(f"pytracee: tracing {len(selection.event_ids)} events (Ctrl-C to stop)", err=True)
+        pipeline.run()
+        for sink in sinks:
+            sink.close()
+        click.echo(pipeline.summary(), err=True)
+    finally:
+        tracer.close()
+    return 0
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-e", "--events", "events", multiple=True, metavar="EXPR",
+              help="Events to trace and their filters: openat, 'open*', tag=fs, -close, "
+                   "openat.data.pathname=/etc/*, close.retval!=0.")
+@click.option("-s", "--scope", "scope", multiple=True, metavar="EXPR",
+              help="Which processes: comm=bash, pid=1234, uid>1000, mntns=..., follow, pid=new, tree=PID.")
+@click.option("-o", "--output", "output", multiple=True, metavar="OUT",
+              help="table (default), json, json:/path, none, option:parse-arguments, option:exec-env.")
+@click.option("-b", "--buffers", "buffers", multiple=True, metavar="kernel.events=PAGES",
+              help="Ring buffer size in pages (power of two; default 4096 = 16 MiB).")
+@click.option("-l", "--log-level", default="warning",
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+@click.pass_context
+def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
+         output: tuple[str, ...], buffers: tuple[str, ...], log_level: str) -> None:
+    """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
+    logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        code = trace(events, scope, output, buffers)
+    except UsageError as exc:
+        _fail(2, str(exc))
+    except EnvironmentProblem as exc:
+        _fail(1, str(exc))
+    sys.exit(code)
+
+
+@main.group("list")
+def list_cmd() -> None:
+    """List what pytracee knows."""
+
+
+@list_cmd.command("events")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.argument("patterns", nargs=-1)
+def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
+    """Every event with its id, sets and arguments (optionally filtered: names, globs, tag=X)."""
+    from pytracee.policy.filters import parse_events
+
+    evs = sorted((d for d in EVENTS.values() if not d.internal), key=lambda d: d.id)
+    if patterns:
+        try:
+            ids = parse_events(list(patterns), Registry(), set()).event_ids
+        except UsageError as exc:
+            _fail(2, str(exc))
+        evs = [d for d in evs if d.id in ids]
+    for d in evs:
+        if as_json:
+            click.echo(orjson.dumps({
+                "id": d.id, "name": d.name, "sets": list(d.sets),
+                "args": [{"name": a.name, "type": a.type} for a in d.args],
+            }).decode())
+        else:
+            args = ", ".join(f"{a.type} {a.name}" for a in d.args)
+            click.echo(f"{d.id:<5} {d.name:<28} [{','.join(d.sets)}] ({args})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Load pytracee.bpf.o, write the selection and scope maps, attach, read counters."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pytracee.ebpf.libbpf import BpfError, BpfObject, num_possible_cpus
+from pytracee.ebpf.ringbuf import RingReader
+from pytracee.errors import EnvironmentProblem
+from pytracee.events import wire
+from pytracee.events.definitions import EVENTS
+from pytracee.policy.kernel_maps import NUM_KEY, SCOPE_EQ, KernelScope, descendants
+
+PROGRAMS = (
+    ("trace_sys_enter", "sys_enter"),
+    ("trace_sys_exit", "sys_exit"),
+    ("trace_sched_process_fork", "sched_process_fork"),
+    ("trace_sched_process_exec", "sched_process_exec"),
+    ("trace_sched_process_exit", "sched_process_exit"),
+)
+DEFAULT_RING_BYTES = 16 << 20
+
+
+def bpf_object_path() -> Path:
+    return Path(str(resources.files("pytracee") / "bpf" / "pytracee.bpf.o"))
+
+
+def boot_offset_ns() -> int:
+    """Epoch minus boot time: added to the kernel's boot-time stamps."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def check_environment() -> None:
+    """One clear reason when this host cannot run us."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("pytracee needs root (CAP_BPF and CAP_PERFMON) to load BPF programs")
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        raise EnvironmentProblem("the kernel exposes no BTF (/sys/kernel/btf/vmlinux): "
+                                 "CONFIG_DEBUG_INFO_BTF=y is required")
+    if not bpf_object_path().exists():
+        raise EnvironmentProblem(f"BPF object missing at {bpf_object_path()}: run `make bpf`")
+
+
+@dataclass
+class Selection:
+    """What the kernel should emit: event id -> policy bits."""
+
+    events: dict[int, int]
+    exec_env: bool = False
+
+
+class Tracer:
+    """The kernel side, loaded and attached. Use as a context manager."""
+
+    def __init__(self, ring_bytes: int = DEFAULT_RING_BYTES) -> None:
+        if ring_bytes < 4096 or ring_bytes & (ring_bytes - 1):
+            raise ValueError("ring buffer size must be a power of two of at least one page")
+        self.ring_bytes = ring_bytes
+        self.obj: BpfObject | None = None
+        self.reader: RingReader | None = None
+        self.start_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+    def load(self, selection: Selection, scope: KernelScope) -> None:
+        check_environment()
+        try:
+            obj = BpfObject.open(bpf_object_path())
+        except BpfError as exc:
+            raise EnvironmentProblem(f"cannot open BPF object: {exc}") from exc
+        self.obj = obj
+        obj.map("events").set_max_entries(self.ring_bytes)
+        obj.set_global(".rodata", "cfg_exec_env", int(selection.exec_env).to_bytes(4, "little"))
+        try:
+            obj.load()
+        except BpfError as exc:
+            raise EnvironmentProblem(f"the kernel refused pytracee's BPF programs: {exc}") from exc
+        self.configure(selection, scope)
+        for prog, tp in PROGRAMS:
+            obj.program(prog).attach_raw_tracepoint(tp)
+        self.reader = RingReader(obj.map("events").fd, self.ring_bytes)
+
+    def configure(self, selection: Selection, scope: KernelScope) -> None:
+        assert self.obj is not None
+        events_map = self.obj.map("events_map")
+        for eid, bits in selection.events.items():
+            d = EVENTS[eid]
+            kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
+            events_map.update(eid.to_bytes(4, "little"),
+                              wire.EVENT_CONFIG.pack(bits, *kinds, int(d.submit_on_enter)))
+        comm = self.obj.map("scope_comm")
+        for key, (eq, neq) in scope.comm.items():
+            comm.update(key, SCOPE_EQ.pack(eq, neq))
+        nums = self.obj.map("scope_num")
+        for (fld, value), (eq, neq) in scope.nums.items():
+            nums.update(NUM_KEY.pack(fld, value & 0xFFFFFFFF), SCOPE_EQ.pack(eq, neq))
+        follow = self.obj.map("follow_map")
+        for pid, bits in descendants(scope.tree_roots).items():
+            follow.update(pid.to_bytes(4, "little"), bits.to_bytes(8, "little"))
+        cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
+        self.obj.map("scope_cfg").update(b"\0\0\0\0", cfg)
+
+    def stats(self, event_ids: Iterable[int] | None = None) -> dict[int, dict[int, int]]:
+        """Kernel counters: stat kind -> {event id: count}, summed over CPUs."""
+        assert self.obj is not None
+        m = self.obj.map("stats")
+        ids = range(wire.MAX_EVENT_ID) if event_ids is None else event_ids
+        out: dict[int, dict[int, int]] = {}
+        for kind in range(wire.STAT_NUM):
+            per: dict[int, int] = {}
+            for eid in ids:
+                key = (kind * wire.MAX_EVENT_ID + eid % wire.MAX_EVENT_ID).to_bytes(4, "little")
+                total = sum(int.from_bytes(v[:8], "little") for v in m.lookup_percpu(key))
+                if total:
+                    per[eid] = total
+            out[kind] = per
+        return out
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+
+    def __enter__(self) -> Tracer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Tracer", "Selection", "check_environment", "boot_offset_ns", "num_possible_cpus"]

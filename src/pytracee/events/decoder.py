@@ -1,0 +1,146 @@
+"""Raw ring buffer record -> Event.
+
+Hot path: one header unpack, the task context interned by its raw bytes, args
+walked with precompiled structs and per-event converter tables built once.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pytracee.events import wire
+from pytracee.events.argvalues import decode_sockaddr, int_converter
+from pytracee.events.definitions import EventDef
+from pytracee.events.event import Event, TaskContext, text
+
+_EVENT = wire.EVENT_PART.unpack_from
+_TASK = wire.TASK_PART.unpack_from
+_U16 = wire.U16.unpack_from
+_U64 = wire.U64.unpack_from
+_PAIR = wire.INT_PAIR.unpack_from
+_TASK_START = wire.TASK_START
+_HEADER_SIZE = wire.HEADER_SIZE
+_CTX_CACHE_MAX = 8192
+TRUNCATED_MARK = "...(truncated)"
+
+
+def _blob_strings(raw: bytes, truncated: bool) -> list[str]:
+    """An argv/env area: NUL-separated strings, as the process laid them out."""
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    out = [text(s) for s in raw.split(b"\0")] if raw else []
+    if truncated:
+        out.append(TRUNCATED_MARK)
+    return out
+
+
+class Decoder:
+    """Turns records into Events for the given definitions.
+
+    `boot_offset` converts the kernel's boot-time nanoseconds into epoch
+    nanoseconds (Tracee's legacy JSON timestamps are epoch based).
+    """
+
+    def __init__(self, definitions: Mapping[int, EventDef], boot_offset: int) -> None:
+        self.definitions = definitions
+        self.boot_offset = boot_offset
+        self._contexts: dict[bytes, TaskContext] = {}
+        self._int_conv: dict[int, list[Callable[[int], Any]]] = {}
+        self.unknown_events = 0
+        self.malformed = 0
+
+    def _converters(self, d: EventDef) -> list[Callable[[int], Any]]:
+        conv = self._int_conv.get(d.id)
+        if conv is None:
+            conv = [int_converter(a.type) if a.type not in ("string", "[]string", "SockAddr",
+                                                            "[]byte", "[2]int") else int
+                    for a in d.args]
+            self._int_conv[d.id] = conv
+        return conv
+
+    def context(self, view: memoryview) -> TaskContext:
+        key = bytes(view[_TASK_START:_HEADER_SIZE])
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            if len(self._contexts) >= _CTX_CACHE_MAX:
+                self._contexts.clear()  # bounded: tasks come and go
+            ctx = TaskContext(_TASK(key, 0), self.boot_offset)
+            self._contexts[key] = ctx
+        return ctx
+
+    def decode(self, view: memoryview) -> Event | None:
+        """None for a record this decoder cannot place (counted, never raised)."""
+        if len(view) < _HEADER_SIZE:
+            self.malformed += 1
+            return None
+        ts, retval, matched, event_id, syscall, cpu, argnum, flags = _EVENT(view, 0)
+        d = self.definitions.get(event_id)
+        if d is None:
+            self.unknown_events += 1
+            return None
+        args: list[Any] = [None] * len(d.args)
+        if argnum:
+            try:
+                self._decode_args(view, argnum, d, args)
+            except (IndexError, ValueError, struct.error):
+                self.malformed += 1  # keep what was decoded; the count says it happened
+        return Event(ts + self.boot_offset, retval, matched, event_id, syscall, cpu, flags,
+                     self.context(view), d, args)
+
+    def _decode_args(self, view: memoryview, argnum: int, d: EventDef, out: list[Any]) -> None:
+        conv = self._converters(d)
+        nargs = len(out)
+        off = _HEADER_SIZE
+        for _ in range(argnum):
+            idx = view[off]
+            kind = view[off + 1]
+            off += 2
+            if kind == wire.ARG_INT:
+                (raw,) = _U64(view, off)
+                off += 8
+                if idx < nargs:
+                    out[idx] = conv[idx](raw)
+            elif kind == wire.ARG_STR:
+                (n,) = _U16(view, off)
+                off += 2
+                if idx < nargs:
+                    out[idx] = text(bytes(view[off:off + n]))
+                off += n
+            elif kind == wire.ARG_STR_ARR:
+                count = view[off]
+                truncated = view[off + 1]
+                off += 2
+                items = []
+                for _i in range(count):
+                    (n,) = _U16(view, off)
+                    off += 2
+                    items.append(text(bytes(view[off:off + n])))
+                    off += n
+                if truncated:
+                    items.append(TRUNCATED_MARK)
+                if idx < nargs:
+                    out[idx] = items
+            elif kind == wire.ARG_STR_BLOB:
+                (n,) = _U16(view, off)
+                truncated = view[off + 2]
+                off += 3
+                if idx < nargs:
+                    out[idx] = _blob_strings(bytes(view[off:off + n]), bool(truncated))
+                off += n
+            elif kind in (wire.ARG_SOCKADDR, wire.ARG_BYTES, wire.ARG_INT_PAIR):
+                (n,) = _U16(view, off)
+                off += 2
+                raw_b = bytes(view[off:off + n])
+                off += n
+                if idx >= nargs:
+                    continue
+                if kind == wire.ARG_SOCKADDR:
+                    out[idx] = decode_sockaddr(raw_b) if raw_b else {}
+                elif kind == wire.ARG_INT_PAIR:
+                    out[idx] = list(_PAIR(raw_b, 0)) if n == 8 else []
+                else:
+                    out[idx] = raw_b
+            else:
+                raise ValueError(f"unknown arg kind {kind}")

@@ -1,0 +1,177 @@
+"""The event table: one definition per event, with Tracee's ids, names, sets and args.
+
+Syscall rows come from the generated module syscalls_x86_64 (Tracee's argument lists,
+ids = x86_64 syscall numbers). The few kernel events are written out below with the
+fields Tracee gives them (pkg/events/core.go), so output and filters use Tracee's names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pytracee.events.argkinds import (
+    ARG_BYTES,
+    ARG_INT,
+    ARG_INT_PAIR,
+    ARG_SOCKADDR,
+    ARG_STR,
+    ARG_STR_ARR,
+)
+from pytracee.events.syscalls_x86_64 import KERNEL_NAMES, SYSCALLS
+
+# Event ids of the kernel events (Tracee's numbering; mirrored in bpf/common/event.h).
+SYS_ENTER = 712
+SYS_EXIT = 713
+SCHED_PROCESS_FORK = 714
+SCHED_PROCESS_EXEC = 715
+SCHED_PROCESS_EXIT = 716
+
+MAX_SYSCALL_ARGS = 6
+
+# Emitted at sys_enter: after a successful exec the old image (and its argv) is gone,
+# and exit/rt_sigreturn never return to a sys_exit we could pair with.
+SUBMIT_ON_ENTER = frozenset({"execve", "execveat", "exit", "exit_group", "rt_sigreturn"})
+
+# Tracee type -> how the kernel fetches it. Anything absent is a plain register (ARG_INT).
+_KIND_OF_TYPE = {
+    "string": ARG_STR,
+    "[]string": ARG_STR_ARR,
+    "SockAddr": ARG_SOCKADDR,
+    "[]byte": ARG_BYTES,
+    "[2]int": ARG_INT_PAIR,
+}
+_INT_TYPES = frozenset({
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "bool", "trace.Pointer", "time.Time",
+})
+# Tracee reads these through the pointer and converts (a timespec becomes float64
+# seconds). The kernel side has no such fetch kind yet, so we ship the raw pointer and
+# say so in the type rather than emit a pointer labelled float64.
+_FETCHED_AS = {"float64": "trace.Pointer"}
+
+
+@dataclass(frozen=True, slots=True)
+class ArgDef:
+    name: str
+    type: str  # Tracee's type string: int32, uint64, string, []string, SockAddr, ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventDef:
+    id: int
+    name: str
+    sets: tuple[str, ...]
+    args: tuple[ArgDef, ...]
+    syscall: bool = False
+    kernel_kinds: tuple[int, ...] = ()  # syscalls: fetch kind per arg position
+    submit_on_enter: bool = False
+    internal: bool = False
+    _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # Frozen dataclass: build the name index once, through object.__setattr__.
+        object.__setattr__(self, "_index", {a.name: i for i, a in enumerate(self.args)})
+
+    def arg_index(self, name: str) -> int | None:
+        return self._index.get(name)
+
+
+def _syscall(nr: int, name: str, sets: tuple[str, ...], fields: tuple[tuple[str, str], ...]) -> EventDef:
+    if len(fields) > MAX_SYSCALL_ARGS:
+        raise ValueError(f"{name}: {len(fields)} args, the kernel passes at most 6")
+    args = []
+    kinds = []
+    for typ, argname in fields:
+        typ = _FETCHED_AS.get(typ, typ)
+        kind = _KIND_OF_TYPE.get(typ)
+        if kind is None:
+            if typ not in _INT_TYPES:
+                raise ValueError(f"{name}.{argname}: no fetch kind for type {typ!r}")
+            kind = ARG_INT
+        args.append(ArgDef(argname, typ))
+        kinds.append(kind)
+    return EventDef(
+        id=nr,
+        name=name,
+        sets=sets,
+        args=tuple(args),
+        syscall=True,
+        kernel_kinds=tuple(kinds),
+        submit_on_enter=name in SUBMIT_ON_ENTER,
+    )
+
+
+def _event(eid: int, name: str, sets: tuple[str, ...], fields: str) -> EventDef:
+    """A kernel event; fields written as Tracee lists them: 'type name; type name'."""
+    args = tuple(ArgDef(n, t) for t, n in (f.rsplit(" ", 1) for f in fields.split("; ")))
+    return EventDef(id=eid, name=name, sets=sets, args=args)
+
+
+_KERNEL_EVENTS = (
+    _event(SYS_ENTER, "sys_enter", (), "int32 syscall"),
+    _event(SYS_EXIT, "sys_exit", (), "int32 syscall"),
+    _event(
+        SCHED_PROCESS_FORK, "sched_process_fork", (),
+        "int32 parent_tid; int32 parent_ns_tid; int32 parent_pid; int32 parent_ns_pid; "
+        "time.Time parent_start_time; int32 child_tid; int32 child_ns_tid; int32 child_pid; "
+        "int32 child_ns_pid; time.Time start_time; int32 parent_process_tid; "
+        "int32 parent_process_ns_tid; int32 parent_process_pid; int32 parent_process_ns_pid; "
+        "time.Time parent_process_start_time; int32 leader_tid; int32 leader_ns_tid; "
+        "int32 leader_pid; int32 leader_ns_pid; time.Time leader_start_time",
+    ),
+    _event(
+        SCHED_PROCESS_EXEC, "sched_process_exec", ("default", "proc"),
+        "string cmdpath; string pathname; uint32 dev; uint64 inode; uint64 ctime; "
+        "uint16 inode_mode; string interpreter_pathname; uint32 interpreter_dev; "
+        "uint64 interpreter_inode; uint64 interpreter_ctime; []string argv; string interp; "
+        "uint16 stdin_type; string stdin_path; bool invoked_from_kernel; string prev_comm; "
+        "[]string env; string pwd",
+    ),
+    _event(
+        SCHED_PROCESS_EXIT, "sched_process_exit", ("proc", "proc_life"),
+        "int32 exit_code; int32 signal_code; bool process_group_exit",
+    ),
+)
+
+
+def _build() -> dict[int, EventDef]:
+    events: dict[int, EventDef] = {}
+    for ev in (*(_syscall(*row) for row in SYSCALLS), *_KERNEL_EVENTS):
+        if ev.id in events:
+            raise ValueError(f"duplicate event id {ev.id}: {events[ev.id].name}, {ev.name}")
+        events[ev.id] = ev
+    return events
+
+
+EVENTS: dict[int, EventDef] = _build()
+BY_NAME: dict[str, EventDef] = {ev.name: ev for ev in EVENTS.values()}
+# Kernel header spellings of syscalls Tracee renamed, accepted by lookup(). Not
+# "afs_syscall": Tracee uses that name for the 32-bit-only syscall, which we lack.
+_NOT_ALIASES = frozenset({"afs_syscall"})
+_ALIASES: dict[str, str] = {
+    kname: name for name, kname in KERNEL_NAMES.items() if kname not in _NOT_ALIASES
+}
+
+_BY_SET: dict[str, tuple[EventDef, ...]] = {}
+for _ev in sorted(EVENTS.values(), key=lambda e: e.id):
+    for _tag in _ev.sets:
+        _BY_SET[_tag] = (*_BY_SET.get(_tag, ()), _ev)
+del _ev, _tag
+
+
+def lookup(name: str) -> EventDef | None:
+    """Definition by Tracee's event name (kernel spellings of renamed syscalls work too)."""
+    ev = BY_NAME.get(name)
+    if ev is None and name in _ALIASES:
+        ev = BY_NAME.get(_ALIASES[name])
+    return ev
+
+
+def events_in_set(tag: str, *, include_internal: bool = False) -> list[EventDef]:
+    """Events tagged with `tag`, by id. Internal events are left out unless asked for,
+    because users cannot select them."""
+    return [ev for ev in _BY_SET.get(tag, ()) if include_internal or not ev.internal]
+
+
+def all_sets() -> set[str]:
+    return set(_BY_SET)

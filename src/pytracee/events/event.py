@@ -1,0 +1,69 @@
+"""The decoded event: one small object per event, task context shared."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytracee.events.definitions import EventDef
+
+
+def text(raw: bytes) -> str:
+    """Kernel bytes to str. Bytes that are not UTF-8 become \\xNN escapes, so
+    every name survives into JSON and nothing is silently replaced."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class TaskContext:
+    """The task part of the header. Interned: every event of the same task
+    (same ids, namespaces, comm) shares one instance."""
+
+    __slots__ = (
+        "start_time", "cgroup_id", "pid", "tid", "ppid", "host_pid", "host_tid",
+        "host_ppid", "uid", "gid", "mnt_ns", "pid_ns", "comm", "hostname", "cache",
+    )
+
+    def __init__(self, fields: tuple[Any, ...], boot_offset: int) -> None:
+        (start, self.cgroup_id, self.pid, self.tid, self.ppid, self.host_pid, self.host_tid,
+         self.host_ppid, self.uid, self.gid, self.mnt_ns, self.pid_ns, comm, uts) = fields
+        self.start_time = start + boot_offset
+        self.comm = text(comm.split(b"\0", 1)[0])
+        self.hostname = text(uts.split(b"\0", 1)[0])
+        # Output formats keep their rendering of this context here (e.g. JSON bytes).
+        self.cache: dict[str, Any] = {}
+
+
+class Event:
+    """One event. `args` follows the definition's argument order; an argument
+    the kernel did not send is None."""
+
+    __slots__ = ("timestamp", "retval", "matched", "event_id", "syscall", "cpu", "flags",
+                 "ctx", "definition", "args")
+
+    def __init__(self, timestamp: int, retval: int, matched: int, event_id: int, syscall: int,
+                 cpu: int, flags: int, ctx: TaskContext, definition: EventDef,
+                 args: list[Any]) -> None:
+        self.timestamp = timestamp
+        self.retval = retval
+        self.matched = matched
+        self.event_id = event_id
+        self.syscall = syscall
+        self.cpu = cpu
+        self.flags = flags
+        self.ctx = ctx
+        self.definition = definition
+        self.args = args
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    def arg(self, name: str) -> Any:
+        """Value of the named argument; KeyError if the event has no such argument."""
+        idx = self.definition.arg_index(name)
+        if idx is None:
+            raise KeyError(name)
+        return self.args[idx]
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name} pid={self.ctx.host_pid} tid={self.ctx.host_tid} ret={self.retval}>"

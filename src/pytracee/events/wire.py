@@ -1,0 +1,74 @@
+"""The kernel's record layout (bpf/common/event.h), in one place.
+
+tests/unit/test_wire_layout.py compares these offsets with the BTF of the
+compiled BPF object, so the two cannot drift silently.
+"""
+
+from __future__ import annotations
+
+import struct
+
+# struct event_header, field by field (name, struct code).
+HEADER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ts", "Q"),
+    ("retval", "q"),
+    ("matched_policies", "Q"),
+    ("event_id", "I"),
+    ("syscall", "i"),
+    ("cpu", "I"),
+    ("argnum", "H"),
+    ("flags", "H"),
+    ("start_time", "Q"),
+    ("cgroup_id", "Q"),
+    ("pid", "I"),
+    ("tid", "I"),
+    ("ppid", "I"),
+    ("host_pid", "I"),
+    ("host_tid", "I"),
+    ("host_ppid", "I"),
+    ("uid", "I"),
+    ("gid", "I"),
+    ("mnt_ns", "I"),
+    ("pid_ns", "I"),
+    ("comm", "16s"),
+    ("uts", "64s"),
+)
+
+HEADER = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
+HEADER_SIZE = HEADER.size  # 176
+
+# The per-event part: ts, retval, matched, event_id, syscall, cpu, argnum, flags.
+EVENT_PART = struct.Struct("<QqQIiIHH")
+# The task context span [TASK_START, HEADER_SIZE): identical for every event of
+# one task until it execs, changes ids or namespaces.
+TASK_START = EVENT_PART.size  # 40
+TASK_PART = struct.Struct("<QQIIIIIIIIII16s64s")
+
+EV_FLAG_ARGS_TRUNCATED = 1
+
+# enum arg_kind
+ARG_INT = 0
+ARG_STR = 1
+ARG_STR_ARR = 2
+ARG_SOCKADDR = 3
+ARG_BYTES = 4
+ARG_INT_PAIR = 5
+ARG_STR_BLOB = 6
+ARG_NONE = 255
+
+U8 = struct.Struct("<B")
+U16 = struct.Struct("<H")
+U64 = struct.Struct("<Q")
+INT_PAIR = struct.Struct("<ii")
+
+# struct event_config { u64 policies; u8 arg_kinds[6]; u8 submit_on_enter; u8 pad; }
+EVENT_CONFIG = struct.Struct("<Q6BBx")
+
+# enum stat_kind; stats key = kind * MAX_EVENT_ID + event_id
+MAX_EVENT_ID = 1024
+MAX_POLICIES = 64
+STAT_SUBMITTED = 0
+STAT_LOST_RING_FULL = 1
+STAT_LOST_OTHER = 2
+STAT_NAMES = {STAT_LOST_RING_FULL: "ring_full", STAT_LOST_OTHER: "submit_error"}
+STAT_NUM = 3

@@ -1,0 +1,134 @@
+"""Ring buffer -> decode -> user-space filters -> sinks, and the counts of each step."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pytracee.ebpf.tracer import Tracer
+from pytracee.events import wire
+from pytracee.events.decoder import Decoder
+from pytracee.events.event import Event
+from pytracee.policy.filters import EventSelection
+from pytracee.policy.kernel_maps import UserlandScope
+
+
+class Sink(Protocol):
+    def write(self, ev: Event) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Counts:
+    delivered: Counter[int] = field(default_factory=Counter)  # event id -> count
+    filtered: int = 0  # dropped by user-space filters
+    sink_errors: int = 0
+
+
+class Pipeline:
+    def __init__(self, tracer: Tracer, decoder: Decoder, selection: EventSelection,
+                 userland_scopes: dict[int, UserlandScope], sinks: Sequence[Sink]) -> None:
+        self.tracer = tracer
+        self.decoder = decoder
+        self.selection = selection
+        self.userland_scopes = userland_scopes
+        self.sinks = list(sinks)
+        self.counts = Counts()
+        self.stop_event = threading.Event()
+        self._ctx_fields = {
+            "pid": "pid", "p": "pid", "processId": "pid", "tid": "tid", "threadId": "tid",
+            "ppid": "ppid", "parentProcessId": "ppid", "hostTid": "host_tid",
+            "hostThreadId": "host_tid", "hostPid": "host_pid", "hostProcessId": "host_pid",
+            "hostParentProcessId": "host_ppid", "uid": "uid", "userId": "uid",
+            "mntns": "mnt_ns", "mountNamespace": "mnt_ns", "pidns": "pid_ns",
+            "pidNamespace": "pid_ns", "comm": "comm", "processName": "comm",
+            "hostName": "hostname", "cgroupId": "cgroup_id",
+        }
+
+    def handle(self, view: memoryview) -> None:
+        ev = self.decoder.decode(view)
+        if ev is None:
+            return
+        if self.userland_scopes:
+            for i, scope in self.userland_scopes.items():
+                if ev.matched >> i & 1 and not scope.matches(ev.ctx):
+                    ev.matched &= ~(1 << i)
+            if not ev.matched:
+                self.counts.filtered += 1
+                return
+        sel = self.selection
+        if sel.needs_userland_check(ev.event_id) and not sel.accepts(
+                ev.event_id, ev.arg, ev.retval, lambda name: self._ctx_value(ev, name)):
+            self.counts.filtered += 1
+            return
+        self.counts.delivered[ev.event_id] += 1
+        for sink in self.sinks:
+            try:
+                sink.write(ev)
+            except OSError:
+                self.counts.sink_errors += 1  # e.g. a closed pipe; keep the others going
+
+    def _ctx_value(self, ev: Event, name: str) -> object:
+        if name == "timestamp":
+            return ev.timestamp
+        if name == "processorId":
+            return ev.cpu
+        if name == "syscall":
+            d = self.decoder.definitions.get(ev.syscall)
+            return d.name if d else ""
+        attr = self._ctx_fields.get(name)
+        if attr is None:
+            raise KeyError(name)
+        return getattr(ev.ctx, attr)
+
+    def drain_once(self, timeout_ms: int = 100) -> int:
+        reader = self.tracer.reader
+        assert reader is not None
+        n = 0
+        if reader.wait(timeout_ms):
+            n = reader.drain(self.handle)
+            for sink in self.sinks:
+                try:
+                    sink.flush()
+                except OSError:
+                    self.counts.sink_errors += 1
+        return n
+
+    def run(self) -> None:
+        """Until SIGINT/SIGTERM (or stop_event): read, decode, filter, write."""
+        previous = {sig: signal.signal(sig, lambda *_: self.stop_event.set())
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self.stop_event.is_set():
+                self.drain_once()
+            # What the kernel sent before the stop is still delivered.
+            while self.drain_once(0):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def lost(self) -> dict[str, int]:
+        """Kernel-side losses by reason, over the selected events."""
+        stats = self.tracer.stats(self.selection.event_ids)
+        out = {}
+        for kind, name in wire.STAT_NAMES.items():
+            out[name] = sum(stats.get(kind, {}).values())
+        return out
+
+    def summary(self) -> str:
+        delivered = sum(self.counts.delivered.values())
+        lost = self.lost()
+        lost_s = ", ".join(f"{k}={v}" for k, v in lost.items())
+        extra = ""
+        if self.decoder.malformed or self.decoder.unknown_events:
+            extra = f", undecodable: {self.decoder.malformed + self.decoder.unknown_events}"
+        if self.counts.sink_errors:
+            extra += f", output errors: {self.counts.sink_errors}"
+        return (f"pytracee: events delivered: {delivered}, filtered in user space: "
+                f"{self.counts.filtered}, lost: {sum(lost.values())} ({lost_s}){extra}")

@@ -1,0 +1,94 @@
+"""JSON lines in Tracee's legacy `trace.Event` schema.
+
+The task part of each line is rendered once per task context and reused:
+most events come from tasks that sent one before.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, BinaryIO
+
+import orjson
+
+from pytracee.events.definitions import EVENTS
+from pytracee.events.event import Event, TaskContext
+from pytracee.sinks.render import ArgRenderer, syscall_name
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray)):
+        return base64.b64encode(obj).decode()  # Go's encoding of []byte
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _task_fragment(ctx: TaskContext) -> bytes:
+    body = orjson.dumps({
+        "processId": ctx.pid,
+        "threadId": ctx.tid,
+        "parentProcessId": ctx.ppid,
+        "hostProcessId": ctx.host_pid,
+        "hostThreadId": ctx.host_tid,
+        "hostParentProcessId": ctx.host_ppid,
+        "userId": ctx.uid,
+        "mountNamespace": ctx.mnt_ns,
+        "pidNamespace": ctx.pid_ns,
+        "processName": ctx.comm,
+        "hostName": ctx.hostname,
+        "cgroupId": ctx.cgroup_id,
+        "containerId": "",
+    })
+    return body[1:-1]
+
+
+class JsonRenderer:
+    def __init__(self, policy_names: list[str], parse_arguments: bool = False) -> None:
+        self.policy_names = policy_names
+        self.args = ArgRenderer(parse_arguments)
+        self._policies: dict[int, bytes] = {}
+        self._event_part: dict[tuple[int, int], bytes] = {}
+
+    def _matched(self, bits: int) -> bytes:
+        out = self._policies.get(bits)
+        if out is None:
+            names = [n for i, n in enumerate(self.policy_names) if bits >> i & 1]
+            out = self._policies[bits] = orjson.dumps(names)
+        return out
+
+    def _names(self, ev: Event) -> bytes:
+        key = (ev.event_id, ev.syscall)
+        out = self._event_part.get(key)
+        if out is None:
+            out = orjson.dumps({"eventId": str(ev.event_id), "eventName": ev.name})[1:-1]
+            out += b',"syscall":' + orjson.dumps(syscall_name(ev.syscall, EVENTS))
+            self._event_part[key] = out
+        return out
+
+    def render(self, ev: Event) -> bytes:
+        ctx = ev.ctx
+        frag = ctx.cache.get("json")
+        if frag is None:
+            frag = ctx.cache["json"] = _task_fragment(ctx)
+        args = self.args.values(ev)
+        args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
+                                 default=_default) if args else b"[]"
+        return b'{"timestamp":%d,"threadStartTime":%d,"processorId":%d,%b,%b,"matchedPolicies":%b,"argsNum":%d,"returnValue":%d,"args":%b}\n' % (
+            ev.timestamp, ctx.start_time, ev.cpu, frag, self._names(ev), self._matched(ev.matched),
+            len(args), ev.retval, args_json)
+
+
+class JsonSink:
+    """One JSON object per line to a binary stream."""
+
+    def __init__(self, out: BinaryIO, policy_names: list[str], parse_arguments: bool = False) -> None:
+        self.out = out
+        self.renderer = JsonRenderer(policy_names, parse_arguments)
+
+    def write(self, ev: Event) -> None:
+        self.out.write(self.renderer.render(ev))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()

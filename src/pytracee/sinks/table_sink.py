@@ -1,0 +1,74 @@
+"""Table output for people, Tracee's columns: TIME UID COMM PID TID RET EVENT ARGS.
+
+Everything a traced process controls (comm, paths, argv) is escaped, so a
+hostile process cannot write terminal escape sequences to the screen.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TextIO
+
+from pytracee.events.event import Event
+from pytracee.sinks.render import ArgRenderer
+
+# C0 controls, DEL and C1 controls become \xNN; backslash is doubled so the
+# escape cannot be forged by a name that contains a literal "\x1b".
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPES[ord("\\")] = "\\\\"
+
+
+def safe(s: str) -> str:
+    return s.translate(_ESCAPES)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, str):
+        return safe(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + " ".join(f"{k}={_show(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (bytes, bytearray)):
+        return safe(bytes(v).hex())
+    return str(v)
+
+
+HEADER = f"{'TIME':<16} {'UID':<6} {'COMM':<16} {'PID':<7} {'TID':<7} {'RET':<16} {'EVENT':<20} ARGS"
+
+
+class TableSink:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.args = ArgRenderer(parse_arguments=True)  # as Tracee: table decodes flags
+        self.out.write(HEADER + "\n")
+
+    def line(self, ev: Event) -> str:
+        secs, ns = divmod(ev.timestamp, 1_000_000_000)
+        stamp = time.strftime("%H:%M:%S", time.localtime(secs)) + f":{ns // 1000:06d}"
+        ctx = ev.ctx
+        args = ", ".join(f"{n}: {_show(v)}" for n, _, v in self.args.values(ev))
+        return (f"{stamp:<16} {ctx.uid:<6} {safe(ctx.comm):<16} {ctx.host_pid:<7} "
+                f"{ctx.host_tid:<7} {ev.retval:<16} {ev.name:<20} {args}\n")
+
+    def write(self, ev: Event) -> None:
+        self.out.write(self.line(ev))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class NoneSink:
+    """`--output none`: count, print nothing."""
+
+    def write(self, ev: Event) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,74 @@
+"""Run the real pytracee pipeline in the test process and collect its events."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytracee.cli import Registry, default_event_ids
+from pytracee.ebpf.tracer import Selection, Tracer, boot_offset_ns
+from pytracee.events.decoder import Decoder
+from pytracee.events.definitions import EVENTS
+from pytracee.events.event import Event
+from pytracee.pipeline import Pipeline
+from pytracee.policy import kernel_maps
+from pytracee.policy.filters import parse_events, parse_scope
+
+PROGS = Path(__file__).parent / "progs"
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def write(self, ev: Event) -> None:
+        self.events.append(ev)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Session:
+    """pytracee loaded with these --events/--scope; `drain()` returns what arrived."""
+
+    def __init__(self, events: Sequence[str], scope: Sequence[str] = (), *,
+                 ring_bytes: int = 16 << 20, exec_env: bool = False) -> None:
+        self.selection = parse_events(list(events), Registry(), default_event_ids())
+        kscope, userland = kernel_maps.build([parse_scope(list(scope))])
+        self.tracer = Tracer(ring_bytes=ring_bytes)
+        self.tracer.load(Selection({e: 1 for e in self.selection.event_ids}, exec_env=exec_env), kscope)
+        self.sink = Collect()
+        self.pipeline = Pipeline(self.tracer, Decoder(EVENTS, boot_offset_ns()), self.selection,
+                                 userland, [self.sink])
+
+    def drain(self, quiet_ms: int = 200, timeout: float = 10.0) -> list[Event]:
+        """Read until nothing arrives for quiet_ms."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pipeline.drain_once(quiet_ms):
+                break
+        return self.sink.events
+
+    def close(self) -> None:
+        self.tracer.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60)
+
+
+def of(events: list[Event], name: str, **ctx: object) -> list[Event]:
+    """Events of one name whose task context has the given values."""
+    return [e for e in events if e.name == name
+            and all(getattr(e.ctx, k) == v for k, v in ctx.items())]
