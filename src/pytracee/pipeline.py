@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +24,7 @@ class Sink(Protocol):
 
 @dataclass
 class Counts:
-    delivered: Counter[int] = field(default_factory=Counter)  # event id -> count
+    delivered: list[int] = field(default_factory=lambda: [0] * wire.MAX_EVENT_ID)  # by event id
     filtered: int = 0  # dropped by user-space filters
     sink_errors: int = 0
 
@@ -50,28 +49,44 @@ class Pipeline:
             "hostName": "hostname", "cgroupId": "cgroup_id",
         }
 
-    def handle(self, view: memoryview) -> None:
-        ev = self.decoder.decode(view)
-        if ev is None:
-            return
-        if self.userland_scopes:
-            for i, scope in self.userland_scopes.items():
-                if ev.matched >> i & 1 and not scope.matches(ev.ctx):
-                    ev.matched &= ~(1 << i)
-            if not ev.matched:
-                self.counts.filtered += 1
+        self.handle = self._make_handler()
+
+    def _make_handler(self) -> Callable[[memoryview], None]:
+        """The per-record function, with everything it touches bound to locals:
+        this runs for every event, so attribute lookups are paid once here."""
+        decode = self.decoder.decode
+        userland = list(self.userland_scopes.items())
+        needs_check = self.selection.needs_userland_check
+        accepts = self.selection.accepts
+        delivered = self.counts.delivered
+        counts = self.counts
+        writers = [s.write for s in self.sinks]
+        ctx_value = self._ctx_value
+
+        def handle(view: memoryview) -> None:
+            ev = decode(view)
+            if ev is None:
                 return
-        sel = self.selection
-        if sel.needs_userland_check(ev.event_id) and not sel.accepts(
-                ev.event_id, ev.arg, ev.retval, lambda name: self._ctx_value(ev, name)):
-            self.counts.filtered += 1
-            return
-        self.counts.delivered[ev.event_id] += 1
-        for sink in self.sinks:
-            try:
-                sink.write(ev)
-            except OSError:
-                self.counts.sink_errors += 1  # e.g. a closed pipe; keep the others going
+            if userland:
+                for i, scope in userland:
+                    if ev.matched >> i & 1 and not scope.matches(ev.ctx):
+                        ev.matched &= ~(1 << i)
+                if not ev.matched:
+                    counts.filtered += 1
+                    return
+            eid = ev.event_id
+            if needs_check(eid) and not accepts(eid, ev.arg, ev.retval,
+                                                lambda name: ctx_value(ev, name)):
+                counts.filtered += 1
+                return
+            delivered[eid] += 1
+            for write in writers:
+                try:
+                    write(ev)
+                except OSError:
+                    counts.sink_errors += 1  # e.g. a closed pipe; keep the others going
+
+        return handle
 
     def _ctx_value(self, ev: Event, name: str) -> object:
         if name == "timestamp":
@@ -122,7 +137,7 @@ class Pipeline:
         return out
 
     def summary(self) -> str:
-        delivered = sum(self.counts.delivered.values())
+        delivered = sum(self.counts.delivered)
         lost = self.lost()
         lost_s = ", ".join(f"{k}={v}" for k, v in lost.items())
         extra = ""

@@ -114,6 +114,16 @@ def test_ring_reader_gets_every_record_in_order(traced: BpfObject) -> None:
     assert _hits(traced, HIT_DROPPED) == 0
 
 
+def test_ring_reader_checks_the_map(traced: BpfObject) -> None:
+    events = traced.map("events")
+    with RingReader(events.fd) as ring:  # size read from the fd
+        assert ring.size == events.max_entries == 1 << 20
+    with pytest.raises(ValueError, match=r"ring size 4096 given, but the map's max_entries is 1048576"):
+        RingReader(events.fd, 4096)
+    with pytest.raises(ValueError, match="not a ring buffer"):
+        RingReader(traced.map("scratch").fd)
+
+
 def test_ring_reader_limit_and_batch_copies(traced: BpfObject) -> None:
     events = traced.map("events")
     with RingReader(events.fd, events.max_entries) as ring:

@@ -33,8 +33,24 @@ _LEN_MASK = _DISCARD - 1
 _HDR = 8
 
 
+_MAP_TYPE_RINGBUF = 27  # enum bpf_map_type
+
+
 def _ignore(_: memoryview) -> None:
     pass
+
+
+def _ringbuf_info(map_fd: int) -> tuple[int, int]:
+    """(map_type, max_entries) of a BPF map fd, from /proc/self/fdinfo (no libbpf needed)."""
+    fields: dict[str, str] = {}
+    try:
+        with open(f"/proc/self/fdinfo/{map_fd}") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return int(fields["map_type"]), int(fields["max_entries"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"fd {map_fd} is not a BPF map: {e}") from e
 
 
 class RingReader:
@@ -47,8 +63,17 @@ class RingReader:
     __slots__ = ("size", "_fd", "_ep", "_cons_mm", "_data_mm", "_cons_q", "_prod_q", "_data", "_body", "_hdr",
                  "_mask", "_page", "_step")
 
-    def __init__(self, map_fd: int, size: int) -> None:
+    def __init__(self, map_fd: int, size: int | None = None) -> None:
+        """`size` is the map's max_entries; read from the fd when None, checked when given
+        (a wrong size would make every offset wrong, silently)."""
         page = mmap.PAGESIZE
+        map_type, actual = _ringbuf_info(map_fd)
+        if map_type != _MAP_TYPE_RINGBUF:
+            raise ValueError(f"fd {map_fd} is a BPF map of type {map_type}, not a ring buffer ({_MAP_TYPE_RINGBUF})")
+        if size is None:
+            size = actual
+        elif size != actual:
+            raise ValueError(f"ring size {size} given, but the map's max_entries is {actual}")
         if size <= 0 or size & (size - 1) or size % page:
             raise ValueError(f"ring size {size} must be a power of two and a multiple of {page}")
         self.size = size
@@ -178,7 +203,7 @@ class RingReader:
 
     def close(self) -> None:
         """Unmap and close; idempotent."""
-        ep, self._ep = self._ep, None
+        ep, self._ep = getattr(self, "_ep", None), None  # getattr: __init__ may have failed early
         if ep is not None:
             ep.close()
         for name in ("_hdr", "_body", "_data", "_prod_q", "_cons_q"):
@@ -197,7 +222,7 @@ class RingReader:
                     mm.close()
                 except BufferError:  # a caller kept a record view: unmapped when it dies
                     pass
-        fd, self._fd = self._fd, -1
+        fd, self._fd = getattr(self, "_fd", -1), -1
         if fd >= 0:
             os.close(fd)
 

@@ -24,6 +24,7 @@ _TASK_START = wire.TASK_START
 _HEADER_SIZE = wire.HEADER_SIZE
 _CTX_CACHE_MAX = 8192
 TRUNCATED_MARK = "...(truncated)"
+_NO_ARGS: list[Any] = []  # shared by every event without args; never mutated
 
 
 def _blob_strings(raw: bytes, truncated: bool) -> list[str]:
@@ -61,13 +62,16 @@ class Decoder:
         return conv
 
     def context(self, view: memoryview) -> TaskContext:
-        key = bytes(view[_TASK_START:_HEADER_SIZE])
+        key = view[_TASK_START:_HEADER_SIZE].tobytes()
         ctx = self._contexts.get(key)
         if ctx is None:
-            if len(self._contexts) >= _CTX_CACHE_MAX:
-                self._contexts.clear()  # bounded: tasks come and go
-            ctx = TaskContext(_TASK(key, 0), self.boot_offset)
-            self._contexts[key] = ctx
+            ctx = self._new_context(key)
+        return ctx
+
+    def _new_context(self, key: bytes) -> TaskContext:
+        if len(self._contexts) >= _CTX_CACHE_MAX:
+            self._contexts.clear()  # bounded: tasks come and go
+        ctx = self._contexts[key] = TaskContext(_TASK(key, 0), self.boot_offset)
         return ctx
 
     def decode(self, view: memoryview) -> Event | None:
@@ -80,14 +84,18 @@ class Decoder:
         if d is None:
             self.unknown_events += 1
             return None
-        args: list[Any] = [None] * len(d.args)
+        key = view[_TASK_START:_HEADER_SIZE].tobytes()
+        ctx = self._contexts.get(key) or self._new_context(key)
         if argnum:
+            args: list[Any] = [None] * len(d.args)
             try:
                 self._decode_args(view, argnum, d, args)
             except (IndexError, ValueError, struct.error):
                 self.malformed += 1  # keep what was decoded; the count says it happened
+        else:
+            args = _NO_ARGS if not d.args else [None] * len(d.args)
         return Event(ts + self.boot_offset, retval, matched, event_id, syscall, cpu, flags,
-                     self.context(view), d, args)
+                     ctx, d, args)
 
     def _decode_args(self, view: memoryview, argnum: int, d: EventDef, out: list[Any]) -> None:
         conv = self._converters(d)
@@ -144,3 +152,5 @@ class Decoder:
                     out[idx] = raw_b
             else:
                 raise ValueError(f"unknown arg kind {kind}")
+        if off > len(view):
+            raise ValueError("args run past the end of the record")

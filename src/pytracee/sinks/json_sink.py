@@ -45,23 +45,18 @@ class JsonRenderer:
     def __init__(self, policy_names: list[str], parse_arguments: bool = False) -> None:
         self.policy_names = policy_names
         self.args = ArgRenderer(parse_arguments)
-        self._policies: dict[int, bytes] = {}
-        self._event_part: dict[tuple[int, int], bytes] = {}
+        self._parts: dict[tuple[int, int, int], bytes] = {}
 
-    def _matched(self, bits: int) -> bytes:
-        out = self._policies.get(bits)
+    def _event_part(self, ev: Event) -> bytes:
+        """eventId .. matchedPolicies: fixed for an (event, syscall, policies) triple."""
+        key = (ev.event_id, ev.syscall, ev.matched)
+        out = self._parts.get(key)
         if out is None:
-            names = [n for i, n in enumerate(self.policy_names) if bits >> i & 1]
-            out = self._policies[bits] = orjson.dumps(names)
-        return out
-
-    def _names(self, ev: Event) -> bytes:
-        key = (ev.event_id, ev.syscall)
-        out = self._event_part.get(key)
-        if out is None:
-            out = orjson.dumps({"eventId": str(ev.event_id), "eventName": ev.name})[1:-1]
-            out += b',"syscall":' + orjson.dumps(syscall_name(ev.syscall, EVENTS))
-            self._event_part[key] = out
+            names = [n for i, n in enumerate(self.policy_names) if ev.matched >> i & 1]
+            out = orjson.dumps({"eventId": str(ev.event_id), "eventName": ev.name,
+                                "syscall": syscall_name(ev.syscall, EVENTS),
+                                "matchedPolicies": names})[1:-1]
+            self._parts[key] = out
         return out
 
     def render(self, ev: Event) -> bytes:
@@ -69,12 +64,16 @@ class JsonRenderer:
         frag = ctx.cache.get("json")
         if frag is None:
             frag = ctx.cache["json"] = _task_fragment(ctx)
-        args = self.args.values(ev)
-        args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
-                                 default=_default) if args else b"[]"
-        return b'{"timestamp":%d,"threadStartTime":%d,"processorId":%d,%b,%b,"matchedPolicies":%b,"argsNum":%d,"returnValue":%d,"args":%b}\n' % (
-            ev.timestamp, ctx.start_time, ev.cpu, frag, self._names(ev), self._matched(ev.matched),
-            len(args), ev.retval, args_json)
+        part = self._parts.get((ev.event_id, ev.syscall, ev.matched)) or self._event_part(ev)
+        if ev.args:
+            args = self.args.values(ev)
+            args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
+                                     default=_default)
+            nargs = len(args)
+        else:
+            args_json, nargs = b"[]", 0
+        return b'{"timestamp":%d,"threadStartTime":%d,"processorId":%d,%b,%b,"argsNum":%d,"returnValue":%d,"args":%b}\n' % (
+            ev.timestamp, ctx.start_time, ev.cpu, frag, part, nargs, ev.retval, args_json)
 
 
 class JsonSink:

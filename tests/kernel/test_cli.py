@@ -1,0 +1,111 @@
+"""The `pytracee` command as users run it: output formats, exit codes, stop summary."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+
+PYTRACEE = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pytracee"
+
+
+def start(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """Start pytracee and wait until it is attached (it says so on stderr)."""
+    proc = subprocess.Popen([str(PYTRACEE), *args], stdout=stdout, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()
+    assert line.startswith("pytracee: tracing"), line
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, str]:
+    time.sleep(0.3)  # let the ring drain what the workload produced
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out or b"", err.decode()
+
+
+def test_json_round_trips_a_non_utf8_file_name(syscaller: Path, tmp_path: Path) -> None:
+    name = os.fsencode(tmp_path) + b"/caf\xe9-\xff.txt"
+    with open(name, "wb"):
+        pass
+    proc = start("-e", "openat", "-s", "comm=pt-utf8", "-o", "json")
+    subprocess.run([os.fsencode(syscaller), b"-c", b"pt-utf8", b"open", name, b"0"], check=True,
+                   capture_output=True)
+    out, err = stop(proc)
+    events = [orjson.loads(line) for line in out.splitlines()]  # every line is valid JSON
+    paths = [a["value"] for e in events for a in e["args"] if a["name"] == "pathname"]
+    expected = f"{tmp_path}/caf\\xe9-\\xff.txt"
+    assert paths.count(expected) == 1
+    ev = next(e for e in events if expected in [a["value"] for a in e["args"]])
+    assert ev["eventName"] == "openat" and ev["eventId"] == "257"
+    assert ev["processName"] == "pt-utf8"
+    assert ev["returnValue"] == 3
+    assert ev["matchedPolicies"] == ["cli"]
+    assert ev["syscall"] == "openat"
+    assert "events delivered: " in err
+
+
+def test_table_escapes_terminal_sequences_in_comm(syscaller: Path) -> None:
+    evil = "\x1b[31mred"
+    proc = start("-e", "getppid", "-s", "comm=" + evil)
+    subprocess.run([str(syscaller), "-c", evil, "getppid", "1"], check=True)
+    out, _ = stop(proc)
+    text = out.decode()
+    assert "\x1b" not in text
+    lines = [ln for ln in text.splitlines() if "getppid" in ln]
+    assert len(lines) == 1
+    assert "\\x1b[31mred" in lines[0]
+    assert text.splitlines()[0].split() == ["TIME", "UID", "COMM", "PID", "TID", "RET", "EVENT", "ARGS"]
+
+
+def test_parse_arguments_decodes_flags(syscaller: Path, tmp_path: Path) -> None:
+    target = tmp_path / "flags"
+    proc = start("-e", "openat", "-s", "comm=pt-flags", "-o", "json", "-o", "option:parse-arguments")
+    subprocess.run([str(syscaller), "-c", "pt-flags", "open", str(target), hex(0o2101)], check=True,
+                   capture_output=True)
+    out, _ = stop(proc)
+    ev = next(e for e in map(orjson.loads, out.splitlines())
+              if any(a["value"] == str(target) for a in e["args"]))
+    args = {a["name"]: a["value"] for a in ev["args"]}
+    assert args["flags"] == "O_WRONLY|O_CREAT|O_APPEND"
+    assert args["dirfd"] == "AT_FDCWD"
+
+
+def test_bad_input_is_one_line_and_exit_2() -> None:
+    for argv, token in ((["-e", "opnat"], "opnat"),
+                        (["-e", "openat.data.nosuch=1"], "nosuch"),
+                        (["-s", "comm>x"], "comm>x"),
+                        (["-o", "xml"], "xml"),
+                        (["-b", "kernel.events=3"], "kernel.events=3")):
+        res = subprocess.run([str(PYTRACEE), *argv], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 2, (argv, res.stderr)
+        assert res.stderr.count("\n") == 1, res.stderr
+        assert token in res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_not_root_is_one_line_and_exit_1() -> None:
+    res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          str(PYTRACEE), "-e", "openat"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("pytracee: pytracee needs root (CAP_BPF and CAP_PERFMON) "
+                                  "to load BPF programs")
+
+
+def test_sigterm_stops_cleanly_and_detaches() -> None:
+    before = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
+    proc = start("-e", "getppid", "-o", "none")
+    during = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
+    assert during.count("raw_tracepoint") == before.count("raw_tracepoint") + 5
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert err.decode().splitlines()[-1].startswith("pytracee: events delivered: ")
+    after = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
+    assert after.count("raw_tracepoint") == before.count("raw_tracepoint")
