@@ -416,8 +416,9 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     off = put_path(b, off, 1, &file->f_path);                          /* pathname */
     off = put_int(b, off, 2, BPF_CORE_READ(inode, i_sb, s_dev));       /* dev */
     off = put_int(b, off, 3, BPF_CORE_READ(inode, i_ino));             /* inode */
+    /* The top bits of i_ctime_nsec are flags (multigrain timestamps). */
     __u64 ctime = BPF_CORE_READ(inode, i_ctime_sec) * 1000000000ULL +
-                  BPF_CORE_READ(inode, i_ctime_nsec);
+                  (BPF_CORE_READ(inode, i_ctime_nsec) & 0x3fffffff);
     off = put_int(b, off, 4, ctime);                                   /* ctime */
     off = put_int(b, off, 5, BPF_CORE_READ(inode, i_mode));            /* inode_mode */
     struct mm_struct *mm = BPF_CORE_READ(t, mm);

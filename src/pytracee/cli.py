@@ -131,11 +131,11 @@ def trace(events: Sequence[str], scope: Sequence[str], output: Sequence[str],
     kscope, userland = kernel_maps.build([parsed_scope])
     out = parse_outputs(output)
     ring = _ring_bytes(buffers)
-    sinks = [_open_sink(out.format, out.path, out)] + [_open_sink(k, p, out) for k, p in out.extra]
 
     tracer = Tracer(ring_bytes=ring)
     try:
         tracer.load(Selection({eid: 1 for eid in selection.event_ids}, exec_env=out.exec_env), kscope)
+        sinks = [_open_sink(out.format, out.path, out)] + [_open_sink(k, p, out) for k, p in out.extra]
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot_offset_ns()), selection, userland, sinks)
         click.echo(f"pytracee: tracing {len(selection.event_ids)} events (Ctrl-C to stop)", err=True)
         pipeline.run()
@@ -164,6 +164,9 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          output: tuple[str, ...], buffers: tuple[str, ...], log_level: str) -> None:
     """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
     logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
+    # libbpf explains its failures at length; we report them in one line, so its
+    # own log is for --log-level debug.
+    logging.getLogger("pytracee.libbpf").setLevel(logging.DEBUG if log_level == "debug" else logging.CRITICAL)
     if ctx.invoked_subcommand is not None:
         return
     try:

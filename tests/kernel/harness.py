@@ -65,7 +65,8 @@ class Session:
 
 
 def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=60)
 
 
 def of(events: list[Event], name: str, **ctx: object) -> list[Event]:

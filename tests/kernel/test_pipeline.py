@@ -72,7 +72,14 @@ def test_fork_exec_exit(syscaller: Path) -> None:
     assert ex.arg("cmdpath") == str(syscaller)
     assert ex.arg("argv") == [str(syscaller), "exit", "42"]
     assert ex.arg("prev_comm") == "pt-life"
-    assert ex.arg("inode") == os.stat(syscaller).st_ino
+    st = os.stat(syscaller)
+    assert ex.arg("inode") == st.st_ino
+    assert ex.arg("ctime") == st.st_ctime_ns
+    assert ex.arg("inode_mode") == st.st_mode
+    assert ex.arg("dev") == os.major(st.st_dev) << 20 | os.minor(st.st_dev)  # kernel dev_t
+    assert ex.arg("stdin_type") == 0o020000  # S_IFCHR: the harness gives /dev/null
+    assert ex.arg("stdin_path") == "/dev/null"
+    assert ex.arg("invoked_from_kernel") is False
     assert ex.arg("pwd") == os.getcwd()
     assert ex.ctx.host_ppid == parent
 

@@ -35,10 +35,24 @@ def boot_offset_ns() -> int:
     return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def effective_caps() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
 def check_environment() -> None:
     """One clear reason when this host cannot run us."""
-    if os.geteuid() != 0:
-        raise EnvironmentProblem("pytracee needs root (CAP_BPF and CAP_PERFMON) to load BPF programs")
+    caps = effective_caps()
+    bpf_ok = caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1
+    if not (bpf_ok or caps >> CAP_SYS_ADMIN & 1):
+        raise EnvironmentProblem("pytracee needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) "
+                                 "to load BPF programs")
     if not Path("/sys/kernel/btf/vmlinux").exists():
         raise EnvironmentProblem("the kernel exposes no BTF (/sys/kernel/btf/vmlinux): "
                                  "CONFIG_DEBUG_INFO_BTF=y is required")
