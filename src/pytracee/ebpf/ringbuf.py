@@ -167,39 +167,9 @@ class RingReader:
 
     def drain_batch(self, limit: int) -> list[bytes]:
         """Like drain(), returning copies of up to `limit` records."""
-        hdr, mm, cons_q, prod_q = self._hdr, self._data_mm, self._cons_q, self._prod_q
-        mask, step, base = self._mask, self._step, self._page + _HDR
-        cons = cons_q[0]  # re-read: another reader (e.g. libbpf's) may have consumed meanwhile
         out: list[bytes] = []
-        append = out.append
-        n = 0
-        try:
-            while n < limit:
-                prod = prod_q[0]
-                if cons >= prod:
-                    break
-                stop = min(prod, cons + step, cons + ((limit - n) << 3))
-                while cons < stop:
-                    off = cons & mask
-                    ln = hdr[off >> 2]
-                    if ln < _DISCARD:
-                        off += base
-                        append(mm[off : off + ln])  # slicing the mmap copies once, to bytes
-                        cons += (ln + 15) & ~7
-                        n += 1
-                    elif ln & _BUSY:
-                        break
-                    else:
-                        cons += ((ln & _LEN_MASK) + 15) & ~7
-                else:
-                    cons_q[0] = cons
-                    continue
-                break
-        finally:
-            cons_q[0] = cons
+        self.drain(lambda view: out.append(view.tobytes()), limit)
         return out
-
-    # -- lifetime
 
     def close(self) -> None:
         """Unmap and close; idempotent."""
