@@ -69,10 +69,18 @@ static long path_step(__u64 i, void *data)
     return 0;
 }
 
-/* Returns the start offset of the NUL-terminated path in pb->data. */
-static __always_inline __u32 resolve_path(struct path_buf *pb, struct dentry *dentry,
-                                          struct vfsmount *vfsmnt)
+/* Resolve (dentry, vfsmount) into this CPU's path buffer; returns the start
+ * offset of the NUL-terminated path, or -1. A global function so the verifier
+ * checks the walk once, not at every place a path is resolved. Pointers come
+ * in as integers: global functions cannot take kernel pointers. */
+__noinline int resolve_path(__u64 dentry_addr, __u64 vfsmnt_addr)
 {
+    __u32 zero = 0;
+    struct path_buf *pb = bpf_map_lookup_elem(&path_scratch, &zero);
+    struct dentry *dentry = (struct dentry *)dentry_addr;
+    struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_addr;
+    if (!pb || !dentry || !vfsmnt)
+        return -1;
     struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
     struct path_walk w = {
         .pb = pb,
@@ -85,7 +93,7 @@ static __always_inline __u32 resolve_path(struct path_buf *pb, struct dentry *de
     pb->data[PATH_MAX_LEN & (PATH_BUF_SIZE - 1)] = 0;
     bpf_loop(MAX_PATH_COMPONENTS, path_step, &w, 0);
     if (w.written)
-        return w.off;
+        return w.off & (PATH_MAX_LEN - 1);
     /* Nothing above the dentry: the root itself ("/"), or a dentry that
      * lives nowhere in the tree and is known by its name ("memfd:x"). */
     struct dentry *last = w.dentry;
@@ -98,7 +106,7 @@ static __always_inline __u32 resolve_path(struct path_buf *pb, struct dentry *de
     }
     __u32 off = PATH_MAX_LEN - len;
     bpf_probe_read_kernel(&pb->data[off & (PATH_MAX_LEN - 1)], len, name.name);
-    return off;
+    return off & (PATH_MAX_LEN - 1);
 }
 
 static __always_inline struct path_buf *path_buf(void)
@@ -110,14 +118,16 @@ static __always_inline struct path_buf *path_buf(void)
 /* Append the resolved path of `p` as a string argument. */
 static __always_inline __u32 put_path(struct event_buf *b, __u32 off, __u8 idx, const struct path *p)
 {
+    struct dentry *d = NULL;
+    struct vfsmount *m = NULL;
+    if (p) {
+        d = BPF_CORE_READ(p, dentry);
+        m = BPF_CORE_READ(p, mnt);
+    }
+    int start = resolve_path((__u64)d, (__u64)m);
     struct path_buf *pb = path_buf();
-    if (!pb || !p)
+    if (start < 0 || !pb)
         return put_str(b, off, idx, NULL, 0);
-    struct dentry *d = BPF_CORE_READ(p, dentry);
-    struct vfsmount *m = BPF_CORE_READ(p, mnt);
-    if (!d || !m)
-        return put_str(b, off, idx, NULL, 0);
-    __u32 start = resolve_path(pb, d, m);
     return put_str(b, off, idx, &pb->data[start & (PATH_MAX_LEN - 1)], 0);
 }
 
