@@ -204,6 +204,33 @@ def wait_idle(pid: int, timeout: float, storm: subprocess.Popen | None = None
             raise BenchError(f"pid {pid} did not go idle within {timeout:.0f}s")
 
 
+TRACING_PROG_TYPES = {"tracepoint", "raw_tracepoint", "raw_tracepoint_writable", "tracing",
+                      "kprobe", "perf_event", "lsm"}
+
+
+def foreign_tracing_progs() -> int | None:
+    """BPF tracing programs loaded by someone else right now (the bench's own tracers are
+    stopped between cases): any of them on sys_enter slows every syscall of the storm."""
+    try:
+        r = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, timeout=20)
+        progs = json.loads(r.stdout or b"[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return sum(1 for p in progs if p.get("type") in TRACING_PROG_TYPES)
+
+
+def settle_bpf(timeout: float = 5.0) -> int | None:
+    """The kernel frees a stopped tracer's programs a moment after it exits: wait until
+    no tracing program is loaded (up to timeout). Returns how many are left: those belong
+    to someone else."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = foreign_tracing_progs()
+        if not n or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
 def storm_timeout(n: int, slowest_rate: float) -> float:
     return 60.0 + n / slowest_rate
 
@@ -395,6 +422,16 @@ def fmt_int(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+def human(v: float) -> str:
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k" if v >= 1e3 else f"{v:.0f}"
+
+
+def span(m: dict, key: str) -> str:
+    if f"{key}_min" not in m:
+        return "-"
+    return f"{human(m[key + '_min'])}..{human(m[key + '_max'])}"
+
+
 def median_of(runs: list[dict], key: str) -> float | None:
     vals = [r[key] for r in runs if key in r and "error" not in r]
     return statistics.median(vals) if vals else None
@@ -408,6 +445,12 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
         ok = [r for r in runs if "error" not in r]
         med = {k: median_of(ok, k) for k in keys}
         med = {k: v for k, v in med.items() if v is not None}
+        rates = [r["storm_rate"] for r in ok if "storm_rate" in r]
+        if rates:
+            med["storm_rate_min"], med["storm_rate_max"] = min(rates), max(rates)
+        drates = [r["delivered_rate"] for r in ok if "delivered_rate" in r]
+        if drates:
+            med["delivered_rate_min"], med["delivered_rate_max"] = min(drates), max(drates)
         med["ok_runs"] = len(ok)
         med["runs"] = len(runs)
         if any("check_ok" in r for r in ok):
@@ -431,7 +474,7 @@ def render(args: argparse.Namespace, medians: dict[str, dict], notes: list[str])
                  " storm calls/s = N / the storm's own loop time")
     for n in notes:
         lines.append(f"note: {n}")
-    head = ["case", "storm calls/s", "delivered/s", "delivered", "lost",
+    head = ["case", "storm calls/s", "(min..max)", "delivered/s", "(min..max)", "delivered", "lost",
             "delivered+lost==N", "pytracee CPU %", "runs ok"]
     rows = []
     for key, label, _, _ in CASES:
@@ -449,7 +492,7 @@ def render(args: argparse.Namespace, medians: dict[str, dict], notes: list[str])
                 f"MISMATCH {bad}/{m['ok_runs']}"
         lost = m.get("lost")
         if key == "bpftrace" and lost is None:
-            lost_s = "? (not reported)"
+            lost_s = "? (on its stdout)"
         elif key in ("perf", "strace"):
             lost_s = "-" if key == "perf" else "0 (synchronous)"
         else:
@@ -457,7 +500,8 @@ def render(args: argparse.Namespace, medians: dict[str, dict], notes: list[str])
             if m.get("max_lost") and key == "pt_selected":
                 lost_s += f" (max {m['max_lost']:,})"
         cpu = m.get("cpu_pct")
-        rows.append([label, fmt_int(m.get("storm_rate")), fmt_int(m.get("delivered_rate")),
+        rows.append([label, fmt_int(m.get("storm_rate")), span(m, "storm_rate"),
+                     fmt_int(m.get("delivered_rate")), span(m, "delivered_rate"),
                      fmt_int(m.get("delivered")) if key == "pt_selected" else "-",
                      lost_s if key != "untraced" else "-", check,
                      "-" if cpu is None else f"{cpu:.0f}",
@@ -585,6 +629,9 @@ def main() -> int:
 
     def on_term(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
+    # Handled (not ignored) in the bench, so children start with the default disposition
+    # even when the bench itself was started with SIGINT ignored (e.g. `make bench &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
 
@@ -599,6 +646,7 @@ def main() -> int:
                 for key, label, fn, _ in cases:
                     log(f"run {run}/{args.runs}: {label} ...")
                     t = time.monotonic()
+                    foreign = settle_bpf()
                     try:
                         r = fn(args)
                     except (BenchError, OSError, subprocess.SubprocessError) as exc:
@@ -609,6 +657,10 @@ def main() -> int:
                                      round(v, 3) if isinstance(v, float) else v)
                                  for k, v in r.items() if not k.endswith("_ns")}
                         log(f"  {shown} ({time.monotonic() - t:.1f}s)")
+                    r["foreign_bpf_progs"] = foreign
+                    if foreign:
+                        log(f"  warning: {foreign} BPF tracing program(s) of another process "
+                            "were loaded when this run started")
                     results[key].append(r)
     except KeyboardInterrupt:
         log("interrupted: stopping children")
@@ -619,6 +671,11 @@ def main() -> int:
     finally:
         CHILDREN.stop_all()
 
+    tainted = [f"{key} run {i + 1}" for key, runs in results.items()
+               for i, r in enumerate(runs) if r.get("foreign_bpf_progs")]
+    if tainted:
+        notes.append("BPF tracing programs of other processes were loaded during: "
+                     + ", ".join(tainted) + " (`bpftool prog list`); those runs are slower")
     medians = summarize(results)
     table = render(args, medians, notes)
     if args.json:

@@ -15,8 +15,6 @@ from pytracee.errors import EnvironmentProblem, UsageError
 from pytracee.events import definitions
 from pytracee.events.definitions import EVENTS, EventDef
 
-# Events the kernel side can emit today: every syscall, sys_enter/exit, sched_process_*.
-KERNEL_EVENT_IDS = frozenset(eid for eid in EVENTS)
 POLICY_NAME = "cli"  # the one policy that --scope/--events describe
 
 
@@ -33,7 +31,7 @@ class Registry:
 
 
 def default_event_ids() -> set[int]:
-    return {d.id for d in definitions.events_in_set("default") if d.id in KERNEL_EVENT_IDS}
+    return {d.id for d in definitions.events_in_set("default")}
 
 
 @dataclass
@@ -123,10 +121,6 @@ def trace(events: Sequence[str], scope: Sequence[str], output: Sequence[str],
     from pytracee.policy.filters import parse_events, parse_scope
 
     selection = parse_events(list(events), Registry(), default_event_ids())
-    unsupported = sorted(EVENTS[e].name for e in selection.event_ids if e not in KERNEL_EVENT_IDS)
-    if unsupported:
-        raise UsageError(f"event {unsupported[0]!r} is defined but not produced by this build",
-                         token=unsupported[0])
     parsed_scope = parse_scope(list(scope))
     kscope, userland = kernel_maps.build([parsed_scope])
     out = parse_outputs(output)

@@ -6,16 +6,28 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 
 PYTRACEE = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pytracee"
+_started: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_tracers() -> Iterator[None]:
+    """A failed assertion must not leave a pytracee attached for the next test."""
+    yield
+    while _started:
+        _started.pop().kill()
 
 
 def start(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
     """Start pytracee and wait until it is attached (it says so on stderr)."""
     proc = subprocess.Popen([str(PYTRACEE), *args], stdout=stdout, stderr=subprocess.PIPE)
+    _started.append(proc)
     assert proc.stderr is not None
     line = proc.stderr.readline().decode()
     assert line.startswith("pytracee: tracing"), line
@@ -25,7 +37,10 @@ def start(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.Popen[
 def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, str]:
     time.sleep(0.3)  # let the ring drain what the workload produced
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
     assert proc.returncode == 0, err
     return out or b"", err.decode()
 
@@ -101,14 +116,35 @@ def test_without_bpf_privileges_one_line_and_exit_1() -> None:
                           "to load BPF programs\n")
 
 
+def _link_ids(pid: int) -> set[int]:
+    """Ids of the BPF links a process holds, from its fdinfo."""
+    ids = set()
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            if line.startswith("link_id:"):
+                ids.add(int(line.split()[1]))
+    return ids
+
+
+def _all_links() -> set[int]:
+    out = subprocess.run(["bpftool", "-j", "link", "list"], capture_output=True, check=True).stdout
+    return {ln["id"] for ln in orjson.loads(out)}
+
+
 def test_sigterm_stops_cleanly_and_detaches() -> None:
-    before = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
     proc = start("-e", "getppid", "-o", "none")
-    during = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
-    assert during.count("raw_tracepoint") == before.count("raw_tracepoint") + 5
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    try:
+        mine = _link_ids(proc.pid)
+        assert len(mine) == 5  # sys_enter, sys_exit, sched_process_fork/exec/exit
+        assert mine <= _all_links()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
     assert proc.returncode == 0
     assert err.decode().splitlines()[-1].startswith("pytracee: events delivered: ")
-    after = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
-    assert after.count("raw_tracepoint") == before.count("raw_tracepoint")
+    assert mine.isdisjoint(_all_links())
