@@ -208,27 +208,70 @@ TRACING_PROG_TYPES = {"tracepoint", "raw_tracepoint", "raw_tracepoint_writable",
                       "kprobe", "perf_event", "lsm"}
 
 
-def foreign_tracing_progs() -> int | None:
-    """BPF tracing programs loaded by someone else right now (the bench's own tracers are
-    stopped between cases): any of them on sys_enter slows every syscall of the storm."""
+def tracing_prog_ids() -> set[int] | None:
+    """Ids of the BPF tracing programs loaded right now (None: bpftool unusable)."""
     try:
         r = subprocess.run(["bpftool", "-j", "prog", "list"], capture_output=True, timeout=20)
         progs = json.loads(r.stdout or b"[]")
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return sum(1 for p in progs if p.get("type") in TRACING_PROG_TYPES)
+    return {p["id"] for p in progs if p.get("type") in TRACING_PROG_TYPES}
 
 
-def settle_bpf(timeout: float = 5.0) -> int | None:
-    """The kernel frees a stopped tracer's programs a moment after it exits: wait until
-    no tracing program is loaded (up to timeout). Returns how many are left: those belong
-    to someone else."""
-    deadline = time.monotonic() + timeout
-    while True:
-        n = foreign_tracing_progs()
-        if not n or time.monotonic() > deadline:
-            return n
-        time.sleep(0.1)
+def held_prog_ids(pid: int) -> set[int]:
+    """Program ids behind pid's bpf-prog and bpf_link fds."""
+    ids: set[int] = set()
+    fdinfo = f"/proc/{pid}/fdinfo"
+    try:
+        names = os.listdir(fdinfo)
+    except OSError:
+        return ids
+    for fd in names:
+        try:
+            with open(f"{fdinfo}/{fd}") as f:
+                ids.update(int(m) for m in re.findall(r"^prog_id:\s*(\d+)", f.read(), re.M))
+        except OSError:
+            pass
+    return ids
+
+
+class ForeignProbe:
+    """Did another process have BPF tracing programs loaded while a case ran? Any of them
+    on sys_enter slows every syscall of the storm, and other engineers' tests share this
+    kernel. Snapshots: before the case (after our previous tracer's programs are freed),
+    right after our tracer attached, right after the storm (our tracer still running)."""
+
+    def __init__(self) -> None:
+        self.before: set[int] | None = None
+        self.attached: set[int] | None = None
+        self.ours: set[int] = set()
+        self.after: set[int] | None = None
+
+    def start(self, timeout: float = 5.0) -> None:
+        # The kernel frees a stopped tracer's programs a moment after it exits.
+        deadline = time.monotonic() + timeout
+        while True:
+            self.before = tracing_prog_ids()
+            if not self.before or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+
+    def tracer_attached(self, pid: int) -> None:
+        self.attached = tracing_prog_ids()
+        self.ours = held_prog_ids(pid)
+
+    def storm_done(self, pid: int | None = None) -> None:
+        if self.after is None:
+            self.after = tracing_prog_ids()
+            if pid is not None:
+                self.ours |= held_prog_ids(pid)
+
+    def foreign(self) -> int | None:
+        if self.before is None:
+            return None
+        base = self.attached if self.attached is not None else self.before
+        after = self.after if self.after is not None else base
+        return len(self.before | (after - base - self.ours))
 
 
 def storm_timeout(n: int, slowest_rate: float) -> float:
@@ -300,10 +343,12 @@ def case_untraced(ctx: argparse.Namespace) -> dict:
 def case_pt_not_selected(ctx: argparse.Namespace) -> dict:
     p, err = start_pytracee(["-e", "execve", "-o", "none"])
     try:
+        ctx.probe.tracer_attached(p.pid)
         wait_idle(p.pid, 10)  # let start-up work settle before the baseline
         t0 = cpu_ticks(p.pid)
         r = run_storm([], ctx.storm, ctx.calls, storm_timeout(ctx.calls, 100_000))
         t1 = cpu_ticks(p.pid)
+        ctx.probe.storm_done(p.pid)
         r["cpu_pct"] = (t1 - t0) / CLK_TCK / r["storm_loop_s"] * 100
         r.update(stop_pytracee(p, err))
     finally:
@@ -316,12 +361,14 @@ def case_pt_selected(ctx: argparse.Namespace) -> dict:
     p, err = start_pytracee(["-e", "getppid", "-s", f"comm={COMM}", "-o", "json:/dev/null",
                              "-b", f"kernel.events={ctx.ring_pages}"])
     try:
+        ctx.probe.tracer_attached(p.pid)
         wait_idle(p.pid, 10)
         ticks0 = cpu_ticks(p.pid)
         storm = CHILDREN.spawn([str(ctx.storm), str(n)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
         try:
             idle_ns, ticks1 = wait_idle(p.pid, storm_timeout(n, 10_000), storm)
+            ctx.probe.storm_done(p.pid)
             out, serr = storm.communicate(timeout=10)
         finally:
             CHILDREN.stop(storm, signal.SIGKILL, 5)
@@ -381,7 +428,9 @@ def case_bpftrace(ctx: argparse.Namespace) -> dict:
                 raise BenchError(f"bpftrace did not attach: {err.tail()}")
             time.sleep(0.05)
         time.sleep(0.3)  # perf_event_open -> ioctl(SET_BPF, ENABLE) follow right after
+        ctx.probe.tracer_attached(p.pid)
         r = run_storm([], ctx.storm, ctx.peer_calls, storm_timeout(ctx.peer_calls, 5_000))
+        ctx.probe.storm_done(p.pid)
         os.killpg(p.pid, signal.SIGINT)
         try:
             p.wait(STOP_TIMEOUT_S)
@@ -646,7 +695,8 @@ def main() -> int:
                 for key, label, fn, _ in cases:
                     log(f"run {run}/{args.runs}: {label} ...")
                     t = time.monotonic()
-                    foreign = settle_bpf()
+                    args.probe = ForeignProbe()
+                    args.probe.start()
                     try:
                         r = fn(args)
                     except (BenchError, OSError, subprocess.SubprocessError) as exc:
@@ -657,10 +707,12 @@ def main() -> int:
                                      round(v, 3) if isinstance(v, float) else v)
                                  for k, v in r.items() if not k.endswith("_ns")}
                         log(f"  {shown} ({time.monotonic() - t:.1f}s)")
+                    args.probe.storm_done()
+                    foreign = args.probe.foreign()
                     r["foreign_bpf_progs"] = foreign
                     if foreign:
                         log(f"  warning: {foreign} BPF tracing program(s) of another process "
-                            "were loaded when this run started")
+                            "were loaded during this run")
                     results[key].append(r)
     except KeyboardInterrupt:
         log("interrupted: stopping children")
@@ -675,7 +727,7 @@ def main() -> int:
                for i, r in enumerate(runs) if r.get("foreign_bpf_progs")]
     if tainted:
         notes.append("BPF tracing programs of other processes were loaded during: "
-                     + ", ".join(tainted) + " (`bpftool prog list`); those runs are slower")
+                     + ", ".join(tainted) + " (`bpftool prog list`); those runs may be slower")
     medians = summarize(results)
     table = render(args, medians, notes)
     if args.json:

@@ -1,0 +1,60 @@
+"""Command-line parsing that needs no kernel: outputs, buffers, `list events`."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from pytracee.cli import OutputConfig, _ring_bytes, main, parse_outputs
+from pytracee.errors import UsageError
+from pytracee.events.definitions import EVENTS
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([], OutputConfig()),
+    (["json"], OutputConfig(format="json")),
+    (["json:/tmp/x.json"], OutputConfig(format="json", path="/tmp/x.json")),
+    (["table", "option:parse-arguments"], OutputConfig(format="table", parse_arguments=True)),
+    (["none", "option:exec-env"], OutputConfig(format="none", exec_env=True)),
+    (["json", "table:/tmp/t"], OutputConfig(format="json", extra=[("table", "/tmp/t")])),
+])
+def test_outputs(values: list[str], expected: OutputConfig) -> None:
+    assert parse_outputs(values) == expected
+
+
+@pytest.mark.parametrize(("value", "token"), [
+    ("xml", "xml"), ("option:nope", "option:nope"), ("none:/x", "none:/x"), ("gotemplate=/t", "gotemplate=/t"),
+])
+def test_bad_outputs(value: str, token: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse_outputs([value])
+    assert err.value.token == token
+
+
+def test_ring_size() -> None:
+    assert _ring_bytes([]) == 16 << 20
+    assert _ring_bytes(["kernel.events=16384"]) == 64 << 20
+    for bad in ("kernel.events=3", "kernel.events=x", "kernel.events=0", "pipeline=10", "kernel.events"):
+        with pytest.raises(UsageError):
+            _ring_bytes([bad])
+
+
+def test_list_events_json_lists_every_public_event() -> None:
+    res = CliRunner().invoke(main, ["list", "events", "--json"])
+    assert res.exit_code == 0
+    rows = [orjson.loads(line) for line in res.output.splitlines()]
+    assert len(rows) == sum(1 for d in EVENTS.values() if not d.internal)
+    openat = next(r for r in rows if r["name"] == "openat")
+    assert openat == {"id": 257, "name": "openat", "sets": ["syscalls", "fs", "fs_file_ops"],
+                      "args": [{"name": "dirfd", "type": "int32"}, {"name": "pathname", "type": "string"},
+                               {"name": "flags", "type": "int32"}, {"name": "mode", "type": "uint16"}]}
+
+
+def test_list_events_filters_and_bad_pattern() -> None:
+    res = CliRunner().invoke(main, ["list", "events", "sched_process_*"])
+    assert res.exit_code == 0
+    assert [line.split()[1] for line in res.output.splitlines()] == [
+        "sched_process_fork", "sched_process_exec", "sched_process_exit"]
+    res = CliRunner().invoke(main, ["list", "events", "nosuchevent"])
+    assert res.exit_code == 2
