@@ -22,6 +22,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_EXECVEAT 322
 #define PF_KTHREAD 0x00200000
 #define S_IFMT 00170000
+#define TS_COMPAT 0x0002 /* thread_info.status: a 32-bit syscall, numbered differently */
 
 /* Set before load by user space. */
 const volatile __u32 cfg_exec_env = 0; /* send env with sched_process_exec */
@@ -257,6 +258,9 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
     struct event_config *ec = event_cfg(id);
     if (!ec || !ec->policies)
+        return 0;
+    /* ia32 syscall numbers name other syscalls: not ours to decode (yet). */
+    if (BPF_CORE_READ(t, thread_info.status) & TS_COMPAT)
         return 0;
     __u64 matched = scope_match(ec->policies);
     if (!matched)

@@ -162,3 +162,13 @@ def test_pid_new_excludes_processes_started_before(syscaller: Path) -> None:
     finally:
         old.kill()
         old.wait()
+
+
+def test_ia32_syscalls_are_not_mistaken_for_x86_64_ones(syscaller: Path) -> None:
+    # ia32 syscall 20 is getpid; x86_64 syscall 20 is writev. Selecting writev
+    # must not report the 32-bit getpid as one.
+    with Session(["writev", "getpid"], ["comm=pt-ia32"]) as s:
+        res = run(syscaller, "-c", "pt-ia32", "int80-getpid")
+        events = s.drain()
+    assert int(res.stdout) > 0
+    assert events == []

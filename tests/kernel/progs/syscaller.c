@@ -5,6 +5,7 @@
  *   syscaller [-c COMM] exit CODE              _exit(CODE)
  *   syscaller [-c COMM] spawn CODE PROG ARG... fork; child execs PROG; parent waits, prints pid
  *   syscaller [-c COMM] close FD               close(FD), print the return value
+ *   syscaller [-c COMM] int80-getpid           ia32 getpid (20) through int 0x80, print it
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,6 +44,12 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "close") && i + 1 < argc) {
         long r = syscall(SYS_close, atoi(argv[i + 1]));
         printf("%ld\n", r < 0 ? -errno : r);
+        return 0;
+    }
+    if (!strcmp(cmd, "int80-getpid")) {
+        long r;
+        asm volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+        printf("%ld\n", r);
         return 0;
     }
     if (!strcmp(cmd, "spawn") && i + 2 < argc) {
