@@ -21,6 +21,11 @@ interleaved across cases, so machine noise spreads over all of them):
                                  pytracee idle); CPU % over that same interval.
   bpftrace / perf trace / strace one event printed per syscall, output to /dev/null
 
+Each run also checks (`bpftool prog list`) whether another process had BPF tracing programs
+loaded while it ran (this kernel is shared: a foreign sys_enter hook alone takes the
+untraced storm from ~5.9 to ~3.3 M/s) and names such runs under the table.
+bpftrace reports its losses on stdout, which is /dev/null here, so its "lost" is unknown.
+
 Needs root. Every child runs in its own session and is stopped on exit, error or Ctrl-C.
 """
 
