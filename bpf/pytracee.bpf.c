@@ -299,18 +299,20 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     long id = BPF_CORE_READ(regs, orig_ax);
+    if (id < 0 || id >= EVENT_SYS_ENTER)
+        return 0;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    if (id >= 0 && id < EVENT_SYS_ENTER)
-        emit_raw_syscall(t, EVENT_SYS_EXIT, id);
+    emit_raw_syscall(t, EVENT_SYS_EXIT, id);
 
+    /* Unselected syscalls stop here, before the per-thread hash lookup. */
+    struct event_config *ec = event_cfg(id);
+    if (!ec || !ec->policies || ec->submit_on_enter)
+        return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
     if (!sa || sa->syscall != id)
         return 0;
     sa->syscall = -1;
-    struct event_config *ec = event_cfg(id);
-    if (!ec)
-        return 0;
     __u64 args[6];
     __builtin_memcpy(args, sa->args, sizeof(args));
     emit_syscall(t, ec, id, args, sa->matched, ctx->args[1]);

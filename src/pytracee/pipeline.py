@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -15,9 +16,11 @@ from pytracee.events.event import Event
 from pytracee.policy.filters import EventSelection
 from pytracee.policy.kernel_maps import UserlandScope
 
+log = logging.getLogger(__name__)
+
 
 class Sink(Protocol):
-    def write(self, ev: Event) -> None: ...
+    def write_batch(self, events: list[Event]) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -26,7 +29,8 @@ class Sink(Protocol):
 class Counts:
     delivered: list[int] = field(default_factory=lambda: [0] * wire.MAX_EVENT_ID)  # by event id
     filtered: int = 0  # dropped by user-space filters
-    sink_errors: int = 0
+    sink_errors: int = 0  # failed writes to an output
+    pipeline_errors: int = 0  # events lost to a fault in pytracee itself (logged)
 
 
 class Pipeline:
@@ -49,44 +53,51 @@ class Pipeline:
             "hostName": "hostname", "cgroupId": "cgroup_id",
         }
 
-        self.handle = self._make_handler()
+        self.handle_batch = self._make_handler()
 
-    def _make_handler(self) -> Callable[[memoryview], None]:
-        """The per-record function, with everything it touches bound to locals:
-        this runs for every event, so attribute lookups are paid once here."""
-        decode = self.decoder.decode
-        userland = list(self.userland_scopes.items())
-        needs_check = self.selection.needs_userland_check
-        accepts = self.selection.accepts
+    def _keep(self, ev: Event) -> bool:
+        """User-space scope and event filters; clears the policy bits that fail."""
+        for i, scope in self.userland_scopes.items():
+            if ev.matched >> i & 1 and not scope.matches(ev.ctx):
+                ev.matched &= ~(1 << i)
+        if not ev.matched:
+            return False
+        eid = ev.event_id
+        return not self.selection.needs_userland_check(eid) or self.selection.accepts(
+            eid, ev.arg, ev.retval, lambda name: self._ctx_value(ev, name))
+
+    def _make_handler(self) -> Callable[[list[memoryview]], None]:
+        """The per-batch function, with what it touches bound to locals."""
+        decode_batch = self.decoder.decode_batch
+        selection = self.selection
+        filtering = bool(self.userland_scopes) or any(
+            selection.needs_userland_check(e) for e in selection.event_ids)
+        keep = self._keep
         delivered = self.counts.delivered
         counts = self.counts
-        writers = [s.write for s in self.sinks]
-        ctx_value = self._ctx_value
+        sinks = self.sinks
 
-        def handle(view: memoryview) -> None:
-            ev = decode(view)
-            if ev is None:
+        def handle_batch(views: list[memoryview]) -> None:
+            try:
+                events = decode_batch(views)
+                if filtering:
+                    before = len(events)
+                    events = [ev for ev in events if keep(ev)]
+                    counts.filtered += before - len(events)
+                for ev in events:
+                    delivered[ev.event_id] += 1
+            except Exception:  # a bug of ours must not stop tracing: count and log it
+                counts.pipeline_errors += len(views)
+                log.exception("failed to process %d events", len(views))
                 return
-            if userland:
-                for i, scope in userland:
-                    if ev.matched >> i & 1 and not scope.matches(ev.ctx):
-                        ev.matched &= ~(1 << i)
-                if not ev.matched:
-                    counts.filtered += 1
-                    return
-            eid = ev.event_id
-            if needs_check(eid) and not accepts(eid, ev.arg, ev.retval,
-                                                lambda name: ctx_value(ev, name)):
-                counts.filtered += 1
-                return
-            delivered[eid] += 1
-            for write in writers:
+            for sink in sinks:
                 try:
-                    write(ev)
-                except OSError:
-                    counts.sink_errors += 1  # e.g. a closed pipe; keep the others going
+                    sink.write_batch(events)
+                except OSError as exc:
+                    counts.sink_errors += len(events)  # e.g. a closed pipe; the others go on
+                    log.warning("output failed: %s", exc)
 
-        return handle
+        return handle_batch
 
     def _ctx_value(self, ev: Event, name: str) -> object:
         if name == "timestamp":
@@ -106,7 +117,7 @@ class Pipeline:
         assert reader is not None
         n = 0
         if reader.wait(timeout_ms):
-            n = reader.drain(self.handle)
+            n = reader.drain_batches(self.handle_batch)
             for sink in self.sinks:
                 try:
                     sink.flush()
@@ -145,5 +156,7 @@ class Pipeline:
             extra = f", undecodable: {self.decoder.malformed + self.decoder.unknown_events}"
         if self.counts.sink_errors:
             extra += f", output errors: {self.counts.sink_errors}"
+        if self.counts.pipeline_errors:
+            extra += f", internal errors: {self.counts.pipeline_errors}"
         return (f"pytracee: events delivered: {delivered}, filtered in user space: "
                 f"{self.counts.filtered}, lost: {sum(lost.values())} ({lost_s}){extra}")

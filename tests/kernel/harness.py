@@ -23,8 +23,8 @@ class Collect:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    def write(self, ev: Event) -> None:
-        self.events.append(ev)
+    def write_batch(self, events: list[Event]) -> None:
+        self.events.extend(events)
 
     def flush(self) -> None:
         pass

@@ -61,7 +61,7 @@ class RingReader:
     """
 
     __slots__ = ("size", "_fd", "_ep", "_cons_mm", "_data_mm", "_cons_q", "_prod_q", "_data", "_body", "_hdr",
-                 "_mask", "_page", "_step")
+                 "_mask", "_page")
 
     def __init__(self, map_fd: int, size: int | None = None) -> None:
         """`size` is the map's max_entries; read from the fd when None, checked when given
@@ -79,8 +79,6 @@ class RingReader:
         self.size = size
         self._page = page
         self._mask = size - 1
-        # Commit consumer_pos every quarter ring so the kernel regains space in long batches.
-        self._step = size // 4
         self._fd = os.dup(map_fd)  # our own fd: independent of when the BpfObject closes
         self._ep: select.epoll | None = None
         try:
@@ -126,16 +124,36 @@ class RingReader:
     # -- reading
 
     def drain(self, handle: Callable[[memoryview], object] | None = None, limit: int = 1 << 30) -> int:
-        """Consume up to `limit` committed records; return how many were handed out.
+        """Consume up to `limit` committed records, one callback per record; return the count.
 
-        Stops at the first BUSY record or when the ring is empty. A record is
-        consumed before its callback runs: if the callback raises, that record is
-        skipped (not redelivered) and the exception propagates.
+        The memoryview is valid only during the call. A record whose callback
+        raises is skipped; the others of its batch are still handled, then the
+        first exception propagates.
         """
-        if handle is None:
-            handle = _ignore
+        each = handle or _ignore
+
+        def per_record(views: list[memoryview]) -> None:
+            error: BaseException | None = None
+            for view in views:
+                try:
+                    each(view)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    error = error or exc
+            if error is not None:
+                raise error
+
+        return self.drain_batches(per_record, limit)
+
+    def drain_batches(self, handle_batch: Callable[[list[memoryview]], object],
+                      limit: int = 1 << 30, batch: int = 1024) -> int:
+        """Consume up to `limit` committed records, handing them over in lists of up to
+        `batch` views; return the count. The space of a batch goes back to the
+        kernel only after its callback returns, so the views stay valid until then.
+
+        Stops at the first BUSY record or when the ring is empty.
+        """
         hdr, body, cons_q, prod_q = self._hdr, self._body, self._cons_q, self._prod_q
-        mask, step = self._mask, self._step
+        mask = self._mask
         cons = cons_q[0]  # re-read: another reader (e.g. libbpf's) may have consumed meanwhile
         n = 0
         try:
@@ -143,24 +161,29 @@ class RingReader:
                 prod = prod_q[0]
                 if cons >= prod:
                     break
-                # Every record takes >= 8 bytes, so this byte bound also caps the
-                # inner loop at `limit - n` records: no per-record limit test.
-                stop = min(prod, cons + step, cons + ((limit - n) << 3))
+                views: list[memoryview] = []
+                append = views.append
+                # Every record takes >= 8 bytes: this byte bound also caps the
+                # batch at `batch` (and `limit - n`) records.
+                stop = min(prod, cons + (min(batch, limit - n) << 3))
+                busy = False
                 while cons < stop:
                     off = cons & mask
                     ln = hdr[off >> 2]
                     if ln < _DISCARD:  # committed, kept: the common case, one compare
                         cons += (ln + 15) & ~7  # header + data, rounded up to 8
-                        handle(body[off : off + ln])
-                        n += 1
+                        append(body[off : off + ln])
                     elif ln & _BUSY:
+                        busy = True
                         break
                     else:  # discarded by the program
                         cons += ((ln & _LEN_MASK) + 15) & ~7
-                else:
-                    cons_q[0] = cons  # give the space back, then look for more
-                    continue
-                break
+                if views:
+                    n += len(views)
+                    handle_batch(views)
+                cons_q[0] = cons  # the batch is handled: give its space back
+                if busy:
+                    break
         finally:
             cons_q[0] = cons
         return n

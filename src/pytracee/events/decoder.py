@@ -7,7 +7,7 @@ walked with precompiled structs and per-event converter tables built once.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pytracee.events import wire
@@ -75,27 +75,40 @@ class Decoder:
         return ctx
 
     def decode(self, view: memoryview) -> Event | None:
-        """None for a record this decoder cannot place (counted, never raised)."""
-        if len(view) < _HEADER_SIZE:
-            self.malformed += 1
-            return None
-        ts, retval, matched, event_id, syscall, cpu, argnum, flags = _EVENT(view, 0)
-        d = self.definitions.get(event_id)
-        if d is None:
-            self.unknown_events += 1
-            return None
-        key = view[_TASK_START:_HEADER_SIZE].tobytes()
-        ctx = self._contexts.get(key) or self._new_context(key)
-        if argnum:
-            args: list[Any] = [None] * len(d.args)
-            try:
-                self._decode_args(view, argnum, d, args)
-            except (IndexError, ValueError, struct.error):
-                self.malformed += 1  # keep what was decoded; the count says it happened
-        else:
-            args = _NO_ARGS if not d.args else [None] * len(d.args)
-        return Event(ts + self.boot_offset, retval, matched, event_id, syscall, cpu, flags,
-                     ctx, d, args)
+        """One record; None when it cannot be placed (counted, never raised)."""
+        out = self.decode_batch((view,))
+        return out[0] if out else None
+
+    def decode_batch(self, views: Iterable[memoryview]) -> list[Event]:
+        """Records -> Events, skipping (and counting) those that cannot be placed.
+        One loop with everything bound locally: this is the pipeline's hot path."""
+        out: list[Event] = []
+        append = out.append
+        definitions = self.definitions
+        contexts = self._contexts
+        new_context = self._new_context
+        boot = self.boot_offset
+        for view in views:
+            if len(view) < _HEADER_SIZE:
+                self.malformed += 1
+                continue
+            ts, retval, matched, event_id, syscall, cpu, argnum, flags = _EVENT(view, 0)
+            d = definitions.get(event_id)
+            if d is None:
+                self.unknown_events += 1
+                continue
+            key = view[_TASK_START:_HEADER_SIZE].tobytes()
+            ctx = contexts.get(key) or new_context(key)
+            if argnum:
+                args: list[Any] = [None] * len(d.args)
+                try:
+                    self._decode_args(view, argnum, d, args)
+                except (IndexError, ValueError, struct.error):
+                    self.malformed += 1  # keep what was decoded; the count says it happened
+            else:
+                args = _NO_ARGS if not d.args else [None] * len(d.args)
+            append(Event(ts + boot, retval, matched, event_id, syscall, cpu, flags, ctx, d, args))
+        return out
 
     def _decode_args(self, view: memoryview, argnum: int, d: EventDef, out: list[Any]) -> None:
         conv = self._converters(d)

@@ -24,6 +24,7 @@ def _default(obj: Any) -> Any:
 
 def _task_fragment(ctx: TaskContext) -> bytes:
     body = orjson.dumps({
+        "threadStartTime": ctx.start_time,
         "processId": ctx.pid,
         "threadId": ctx.tid,
         "parentProcessId": ctx.ppid,
@@ -60,20 +61,31 @@ class JsonRenderer:
         return out
 
     def render(self, ev: Event) -> bytes:
-        ctx = ev.ctx
-        frag = ctx.cache.get("json")
-        if frag is None:
-            frag = ctx.cache["json"] = _task_fragment(ctx)
-        part = self._parts.get((ev.event_id, ev.syscall, ev.matched)) or self._event_part(ev)
-        if ev.args:
-            args = self.args.values(ev)
-            args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
-                                     default=_default)
-            nargs = len(args)
-        else:
-            args_json, nargs = b"[]", 0
-        return b'{"timestamp":%d,"threadStartTime":%d,"processorId":%d,%b,%b,"argsNum":%d,"returnValue":%d,"args":%b}\n' % (
-            ev.timestamp, ctx.start_time, ev.cpu, frag, part, nargs, ev.retval, args_json)
+        return self.render_batch([ev])
+
+    def render_batch(self, events: list[Event]) -> bytes:
+        """Lines for a batch, joined. The loop is the output's hot path: the task and
+        event parts come from caches, only the per-event numbers are formatted."""
+        parts = self._parts
+        values = self.args.values
+        lines = []
+        append = lines.append
+        for ev in events:
+            ctx = ev.ctx
+            frag = ctx.cache.get("json")
+            if frag is None:
+                frag = ctx.cache["json"] = _task_fragment(ctx)
+            part = parts.get((ev.event_id, ev.syscall, ev.matched)) or self._event_part(ev)
+            if ev.args:
+                args = values(ev)
+                args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
+                                         default=_default)
+                nargs = len(args)
+            else:
+                args_json, nargs = b"[]", 0
+            append(b'{"timestamp":%d,"processorId":%d,%b,%b,"argsNum":%d,"returnValue":%d,"args":%b}\n' % (
+                ev.timestamp, ev.cpu, frag, part, nargs, ev.retval, args_json))
+        return b"".join(lines)
 
 
 class JsonSink:
@@ -83,8 +95,8 @@ class JsonSink:
         self.out = out
         self.renderer = JsonRenderer(policy_names, parse_arguments)
 
-    def write(self, ev: Event) -> None:
-        self.out.write(self.renderer.render(ev))
+    def write_batch(self, events: list[Event]) -> None:
+        self.out.write(self.renderer.render_batch(events))
 
     def flush(self) -> None:
         self.out.flush()

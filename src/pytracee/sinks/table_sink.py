@@ -51,8 +51,8 @@ class TableSink:
         return (f"{stamp:<16} {ctx.uid:<6} {safe(ctx.comm):<16} {ctx.host_pid:<7} "
                 f"{ctx.host_tid:<7} {ev.retval:<16} {ev.name:<20} {args}\n")
 
-    def write(self, ev: Event) -> None:
-        self.out.write(self.line(ev))
+    def write_batch(self, events: list[Event]) -> None:
+        self.out.write("".join(map(self.line, events)))
 
     def flush(self) -> None:
         self.out.flush()
@@ -64,7 +64,7 @@ class TableSink:
 class NoneSink:
     """`--output none`: count, print nothing."""
 
-    def write(self, ev: Event) -> None:
+    def write_batch(self, events: list[Event]) -> None:
         pass
 
     def flush(self) -> None:
