@@ -43,16 +43,6 @@ class Pipeline:
         self.sinks = list(sinks)
         self.counts = Counts()
         self.stop_event = threading.Event()
-        self._ctx_fields = {
-            "pid": "pid", "p": "pid", "processId": "pid", "tid": "tid", "threadId": "tid",
-            "ppid": "ppid", "parentProcessId": "ppid", "hostTid": "host_tid",
-            "hostThreadId": "host_tid", "hostPid": "host_pid", "hostProcessId": "host_pid",
-            "hostParentProcessId": "host_ppid", "uid": "uid", "userId": "uid",
-            "mntns": "mnt_ns", "mountNamespace": "mnt_ns", "pidns": "pid_ns",
-            "pidNamespace": "pid_ns", "comm": "comm", "processName": "comm",
-            "hostName": "hostname", "cgroupId": "cgroup_id",
-        }
-
         self.handle_batch = self._make_handler()
 
     def _keep(self, ev: Event) -> bool:
@@ -64,7 +54,7 @@ class Pipeline:
             return False
         eid = ev.event_id
         return not self.selection.needs_userland_check(eid) or self.selection.accepts(
-            eid, ev.arg, ev.retval, lambda name: self._ctx_value(ev, name))
+            eid, ev.arg, ev.retval, ev.context_value)
 
     def _make_handler(self) -> Callable[[list[memoryview]], None]:
         """The per-batch function, with what it touches bound to locals."""
@@ -98,19 +88,6 @@ class Pipeline:
                     log.warning("output failed: %s", exc)
 
         return handle_batch
-
-    def _ctx_value(self, ev: Event, name: str) -> object:
-        if name == "timestamp":
-            return ev.timestamp
-        if name == "processorId":
-            return ev.cpu
-        if name == "syscall":
-            d = self.decoder.definitions.get(ev.syscall)
-            return d.name if d else ""
-        attr = self._ctx_fields.get(name)
-        if attr is None:
-            raise KeyError(name)
-        return getattr(ev.ctx, attr)
 
     def drain_once(self, timeout_ms: int = 100) -> int:
         reader = self.tracer.reader

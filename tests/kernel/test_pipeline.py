@@ -172,3 +172,12 @@ def test_ia32_syscalls_are_not_mistaken_for_x86_64_ones(syscaller: Path) -> None
         events = s.drain()
     assert int(res.stdout) > 0
     assert events == []
+
+
+def test_per_event_scope_filter_in_user_space(syscaller: Path) -> None:
+    with Session(["getppid.scope.processName=pt-evscope"], ["comm=pt-evscope,pt-evother"]) as s:
+        run(syscaller, "-c", "pt-evscope", "getppid", "2")
+        run(syscaller, "-c", "pt-evother", "getppid", "3")
+        events = s.drain()
+    assert [e.ctx.comm for e in events] == ["pt-evscope", "pt-evscope"]
+    assert s.pipeline.counts.filtered == 3

@@ -98,3 +98,19 @@ def test_bad_records_are_counted_not_raised() -> None:
     bad_kind = header(257, 1) + struct.pack("<BB", 0, 77)
     assert d.decode(memoryview(bad_kind)) is not None
     assert d.malformed == 3
+
+
+def test_context_values_by_tracee_scope_names() -> None:
+    from pytracee.policy.filters import CONTEXT_FIELDS
+
+    ev = Decoder(EVENTS, 0).decode(memoryview(header(257, 0, retval=3)))
+    assert ev is not None
+    values = {name: ev.context_value(name) for name in CONTEXT_FIELDS}  # every name answers
+    assert values["processName"] == "cat"
+    assert values["hostProcessId"] == 1010
+    assert values["threadId"] == 11
+    assert values["syscall"] == "openat"
+    assert values["container"] is False
+    import pytest
+    with pytest.raises(KeyError):
+        ev.context_value("nosuch")

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pytracee.events.definitions import EVENTS
+
 if TYPE_CHECKING:
     from pytracee.events.definitions import EventDef
+
+# Tracee's scope field names -> TaskContext attributes.
+_CTX_ATTRS = {
+    "processId": "pid", "threadId": "tid", "parentProcessId": "ppid",
+    "hostProcessId": "host_pid", "hostThreadId": "host_tid", "hostParentProcessId": "host_ppid",
+    "userId": "uid", "mountNamespace": "mnt_ns", "pidNamespace": "pid_ns",
+    "processName": "comm", "hostName": "hostname", "cgroupId": "cgroup_id",
+}
+# No container enrichment yet: every event is a host event.
+_HOST_ONLY: dict[str, Any] = {
+    "container": False, "containerStarted": False, "containerId": "", "containerImage": "",
+    "containerImageDigest": "", "containerName": "", "podName": "", "podNamespace": "",
+    "podUid": "", "podSandbox": False,
+}
 
 
 def text(raw: bytes) -> str:
@@ -64,6 +80,21 @@ class Event:
         if idx is None:
             raise KeyError(name)
         return self.args[idx]
+
+    def context_value(self, name: str) -> Any:
+        """A context field by Tracee's scope name (processName, hostProcessId, ...);
+        KeyError for a name that is not one."""
+        attr = _CTX_ATTRS.get(name)
+        if attr is not None:
+            return getattr(self.ctx, attr)
+        if name == "timestamp":
+            return self.timestamp
+        if name == "processorId":
+            return self.cpu
+        if name == "syscall":
+            d = EVENTS.get(self.syscall)
+            return d.name if d is not None and d.syscall else ""
+        return _HOST_ONLY[name]
 
     def __repr__(self) -> str:
         return f"<Event {self.name} pid={self.ctx.host_pid} tid={self.ctx.host_tid} ret={self.retval}>"
