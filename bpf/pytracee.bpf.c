@@ -27,30 +27,47 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set before load by user space. */
 const volatile __u32 cfg_exec_env = 0; /* send env with sched_process_exec */
 
+/* The active policy set version (see event.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} config_version SEC(".maps");
+
+/* [slot * MAX_EVENT_ID + event id] -> policies that select the event. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, POLICY_SLOTS * MAX_EVENT_ID);
+    __type(key, __u32);
+    __type(value, __u64);
+} events_map SEC(".maps");
+
+/* syscall id -> how to fetch its arguments (does not change with policies). */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, MAX_EVENT_ID);
     __type(key, __u32);
-    __type(value, struct event_config);
-} events_map SEC(".maps");
+    __type(value, struct event_fetch);
+} event_fetch SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
+    __uint(max_entries, POLICY_SLOTS);
     __type(key, __u32);
     __type(value, struct scope_config);
 } scope_cfg SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1024);
-    __type(key, char[TASK_COMM_LEN]);
+    __uint(max_entries, 2048);
+    __type(key, struct scope_comm_key);
     __type(value, struct scope_eq);
 } scope_comm SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 16384);
+    __uint(max_entries, 32768);
     __type(key, struct scope_num_key);
     __type(value, struct scope_eq);
 } scope_num SEC(".maps");
@@ -67,6 +84,8 @@ struct saved_args {
     __u64 args[6];
     __u64 matched;
     __s64 syscall; /* -1 once consumed */
+    __u32 version; /* the policy set `matched` was computed under */
+    __u32 pad;
 };
 
 /* tid -> arguments of the syscall in flight. */
@@ -85,9 +104,19 @@ struct {
     __type(value, char[TASK_COMM_LEN]);
 } prev_comm_map SEC(".maps");
 
-static __always_inline struct event_config *event_cfg(__u32 id)
+static __always_inline __u32 active_version(void)
 {
-    return bpf_map_lookup_elem(&events_map, &id);
+    __u32 zero = 0;
+    __u32 *v = bpf_map_lookup_elem(&config_version, &zero);
+    return v ? *v : 0;
+}
+
+/* Policies of policy set `version` that select event `id`. */
+static __always_inline __u64 event_policies(__u32 version, __u32 id)
+{
+    __u32 key = (version & 1) * MAX_EVENT_ID + (id % MAX_EVENT_ID);
+    __u64 *p = bpf_map_lookup_elem(&events_map, &key);
+    return p ? *p : 0;
 }
 
 /* Policies among `policies` whose filter on one field passes for `eq`. */
@@ -98,12 +127,12 @@ static __always_inline __u64 field_pass(struct scope_eq *eq, __u64 has_filter, _
     return ~has_filter | ((~has_eq | equal) & ~not_equal);
 }
 
-static __always_inline __u64 num_field_pass(struct scope_config *c, __u32 field, __u32 value,
-                                            __u64 res)
+static __always_inline __u64 num_field_pass(struct scope_config *c, __u32 slot, __u32 field,
+                                            __u32 value, __u64 res)
 {
     if (field >= SCOPE_NFIELDS || !(c->has_filter[field] & res))
         return res;
-    struct scope_num_key k = {.field = field, .value = value};
+    struct scope_num_key k = {.slot = slot, .field = field, .value = value};
     return res & field_pass(bpf_map_lookup_elem(&scope_num, &k), c->has_filter[field],
                             c->has_eq[field]);
 }
@@ -138,11 +167,11 @@ static __always_inline __u64 range_pass(__u64 res, __u64 ranged, __u32 *mins, __
 
 /* Which of `policies` the current task is in scope for. A global function:
  * the verifier checks it once rather than at every call site. */
-__noinline __u64 scope_match(__u64 policies)
+__noinline __u64 scope_match(__u32 version, __u64 policies)
 {
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    __u32 zero = 0;
-    struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &zero);
+    __u32 slot = version & 1;
+    struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &slot);
     if (!c || !policies)
         return 0;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -152,23 +181,23 @@ __noinline __u64 scope_match(__u64 policies)
 
     __u64 res = policies;
     if (c->has_filter[SCOPE_COMM] & res) {
-        char comm[TASK_COMM_LEN] = {};
-        bpf_get_current_comm(comm, sizeof(comm));
-        res &= field_pass(bpf_map_lookup_elem(&scope_comm, comm), c->has_filter[SCOPE_COMM],
+        struct scope_comm_key k = {.slot = slot};
+        bpf_get_current_comm(k.comm, sizeof(k.comm));
+        res &= field_pass(bpf_map_lookup_elem(&scope_comm, &k), c->has_filter[SCOPE_COMM],
                           c->has_eq[SCOPE_COMM]);
     }
-    res = num_field_pass(c, SCOPE_PID, tgid, res);
-    res = num_field_pass(c, SCOPE_TID, (__u32)pid_tgid, res);
+    res = num_field_pass(c, slot, SCOPE_PID, tgid, res);
+    res = num_field_pass(c, slot, SCOPE_TID, (__u32)pid_tgid, res);
     if (res & (c->has_filter[SCOPE_UID] | c->uid_range)) {
         __u32 uid = (__u32)bpf_get_current_uid_gid();
-        res = num_field_pass(c, SCOPE_UID, uid, res);
+        res = num_field_pass(c, slot, SCOPE_UID, uid, res);
         res = range_pass(res, c->uid_range, c->uid_min, c->uid_max, uid);
     }
     res = range_pass(res, c->pid_range, c->pid_min, c->pid_max, tgid);
     if (res & c->has_filter[SCOPE_MNTNS])
-        res = num_field_pass(c, SCOPE_MNTNS, BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum), res);
+        res = num_field_pass(c, slot, SCOPE_MNTNS, BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum), res);
     if (res & c->has_filter[SCOPE_PIDNS])
-        res = num_field_pass(c, SCOPE_PIDNS, task_pid_ns(t), res);
+        res = num_field_pass(c, slot, SCOPE_PIDNS, task_pid_ns(t), res);
     if (res & c->new_pid) {
         if (task_start_time(BPF_CORE_READ(t, group_leader)) <= c->start_time)
             res &= ~c->new_pid;
@@ -182,14 +211,19 @@ __noinline __u64 scope_match(__u64 policies)
     return res;
 }
 
-/* Arguments of a syscall, as the events_map says to fetch them. */
-static __always_inline __u32 put_syscall_args(struct event_buf *b, struct event_config *ec,
+static __always_inline struct event_fetch *fetch_cfg(__u32 id)
+{
+    return bpf_map_lookup_elem(&event_fetch, &id);
+}
+
+/* Arguments of a syscall, fetched as event_fetch says. */
+static __always_inline __u32 put_syscall_args(struct event_buf *b, struct event_fetch *ef,
                                               __u64 *args)
 {
     __u32 off = 0;
 #pragma unroll
     for (int i = 0; i < 6; i++) {
-        __u8 kind = ec->arg_kinds[i];
+        __u8 kind = ef->arg_kinds[i];
         if (kind == ARG_NONE)
             break;
         void *p = (void *)args[i];
@@ -207,32 +241,33 @@ static __always_inline __u32 put_syscall_args(struct event_buf *b, struct event_
     return off;
 }
 
-static __always_inline void emit_syscall(struct task_struct *t, struct event_config *ec,
-                                         __u32 id, __u64 *args, __u64 matched, __s64 ret)
+static __always_inline void emit_syscall(struct task_struct *t, struct event_fetch *ef, __u32 id,
+                                         __u64 *args, __u64 matched, __u32 version, __s64 ret)
 {
     struct event_buf *b = scratch_buf();
     if (!b)
         return;
-    fill_header(&b->hdr, t, id, id);
+    fill_header(&b->hdr, t, id, id, version);
     b->hdr.matched_policies = matched;
     b->hdr.retval = ret;
-    __u32 off = put_syscall_args(b, ec, args);
+    __u32 off = put_syscall_args(b, ef, args);
     submit(b, off);
 }
 
 /* sys_enter / sys_exit as events of their own (Tracee's 712/713). */
-static __always_inline void emit_raw_syscall(struct task_struct *t, __u32 event_id, long id)
+static __always_inline void emit_raw_syscall(struct task_struct *t, __u32 version,
+                                             __u32 event_id, long id)
 {
-    struct event_config *ec = event_cfg(event_id);
-    if (!ec || !ec->policies)
+    __u64 policies = event_policies(version, event_id);
+    if (!policies)
         return;
-    __u64 matched = scope_match(ec->policies);
+    __u64 matched = scope_match(version, policies);
     if (!matched)
         return;
     struct event_buf *b = scratch_buf();
     if (!b)
         return;
-    fill_header(&b->hdr, t, event_id, id);
+    fill_header(&b->hdr, t, event_id, id, version);
     b->hdr.matched_policies = matched;
     submit(b, put_int(b, 0, 0, id));
 }
@@ -244,26 +279,28 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     if (id < 0 || id >= EVENT_SYS_ENTER)
         return 0;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    emit_raw_syscall(t, EVENT_SYS_ENTER, id);
+    __u32 version = active_version();
+    emit_raw_syscall(t, version, EVENT_SYS_ENTER, id);
 
-    if (id == NR_EXECVE || id == NR_EXECVEAT) {
-        struct event_config *exec_ec = event_cfg(EVENT_SCHED_PROCESS_EXEC);
-        if (exec_ec && exec_ec->policies) {
-            __u32 tid = (__u32)bpf_get_current_pid_tgid();
-            char comm[TASK_COMM_LEN] = {};
-            bpf_get_current_comm(comm, sizeof(comm));
-            bpf_map_update_elem(&prev_comm_map, &tid, comm, BPF_ANY);
-        }
+    if ((id == NR_EXECVE || id == NR_EXECVEAT) &&
+        event_policies(version, EVENT_SCHED_PROCESS_EXEC)) {
+        __u32 tid = (__u32)bpf_get_current_pid_tgid();
+        char comm[TASK_COMM_LEN] = {};
+        bpf_get_current_comm(comm, sizeof(comm));
+        bpf_map_update_elem(&prev_comm_map, &tid, comm, BPF_ANY);
     }
 
-    struct event_config *ec = event_cfg(id);
-    if (!ec || !ec->policies)
+    __u64 policies = event_policies(version, id);
+    if (!policies)
         return 0;
     /* ia32 syscall numbers name other syscalls: not ours to decode (yet). */
     if (BPF_CORE_READ(t, thread_info.status) & TS_COMPAT)
         return 0;
-    __u64 matched = scope_match(ec->policies);
+    __u64 matched = scope_match(version, policies);
     if (!matched)
+        return 0;
+    struct event_fetch *ef = fetch_cfg(id);
+    if (!ef)
         return 0;
 
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
@@ -275,8 +312,8 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     args[4] = BPF_CORE_READ(regs, r8);
     args[5] = BPF_CORE_READ(regs, r9);
 
-    if (ec->submit_on_enter) {
-        emit_syscall(t, ec, id, args, matched, 0);
+    if (ef->submit_on_enter) {
+        emit_syscall(t, ef, id, args, matched, version, 0);
         return 0;
     }
 
@@ -285,10 +322,11 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     if (sa) {
         __builtin_memcpy(sa->args, args, sizeof(args));
         sa->matched = matched;
+        sa->version = version;
         sa->syscall = id;
         return 0;
     }
-    struct saved_args fresh = {.matched = matched, .syscall = id};
+    struct saved_args fresh = {.matched = matched, .syscall = id, .version = version};
     __builtin_memcpy(fresh.args, args, sizeof(args));
     bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY);
     return 0;
@@ -302,11 +340,15 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     if (id < 0 || id >= EVENT_SYS_ENTER)
         return 0;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    emit_raw_syscall(t, EVENT_SYS_EXIT, id);
+    __u32 version = active_version();
+    emit_raw_syscall(t, version, EVENT_SYS_EXIT, id);
 
-    /* Unselected syscalls stop here, before the per-thread hash lookup. */
-    struct event_config *ec = event_cfg(id);
-    if (!ec || !ec->policies || ec->submit_on_enter)
+    /* Syscalls no policy set selects stop here, before the per-thread hash
+     * lookup. Both slots count: the call may have entered under the previous set. */
+    if (!(event_policies(version, id) | event_policies(version + 1, id)))
+        return 0;
+    struct event_fetch *ef = fetch_cfg(id);
+    if (!ef || ef->submit_on_enter)
         return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
@@ -315,7 +357,7 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     sa->syscall = -1;
     __u64 args[6];
     __builtin_memcpy(args, sa->args, sizeof(args));
-    emit_syscall(t, ec, id, args, sa->matched, ctx->args[1]);
+    emit_syscall(t, ef, id, args, sa->matched, sa->version, ctx->args[1]);
     return 0;
 }
 
@@ -337,8 +379,9 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
     struct task_struct *parent = (struct task_struct *)ctx->args[0];
     struct task_struct *child = (struct task_struct *)ctx->args[1];
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    __u32 zero = 0;
-    struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &zero);
+    __u32 version = active_version();
+    __u32 slot = version & 1;
+    struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &slot);
 
     /* A new process inherits what its parent is followed for. */
     __u32 child_pid = BPF_CORE_READ(child, pid);
@@ -347,21 +390,18 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
         __u32 ptgid = BPF_CORE_READ(parent, tgid);
         __u64 *pf = bpf_map_lookup_elem(&follow_map, &ptgid);
         __u64 bits = pf ? *pf : 0;
-        bits |= scope_match(c->follow);
+        bits |= scope_match(version, c->follow);
         if (bits)
             bpf_map_update_elem(&follow_map, &child_tgid, &bits, BPF_ANY);
     }
 
-    struct event_config *ec = event_cfg(EVENT_SCHED_PROCESS_FORK);
-    if (!ec || !ec->policies)
-        return 0;
-    __u64 matched = scope_match(ec->policies);
+    __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_FORK));
     if (!matched)
         return 0;
     struct event_buf *b = scratch_buf();
     if (!b)
         return 0;
-    fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_FORK, -1);
+    fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_FORK, -1, version);
     b->hdr.matched_policies = matched;
     __u32 off = put_task_ids(b, 0, 0, parent);                               /* parent_* */
     off = put_task_ids(b, off, 5, child);                                    /* child_*, start_time */
@@ -402,16 +442,14 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     char *prev = bpf_map_lookup_elem(&prev_comm_map, &tid);
 
-    struct event_config *ec = event_cfg(EVENT_SCHED_PROCESS_EXEC);
-    if (!ec || !ec->policies)
-        goto out;
-    __u64 matched = scope_match(ec->policies);
+    __u32 version = active_version();
+    __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_EXEC));
     if (!matched)
         goto out;
     struct event_buf *b = scratch_buf();
     if (!b)
         goto out;
-    fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXEC, -1);
+    fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXEC, -1, version);
     b->hdr.matched_policies = matched;
 
     struct file *file = BPF_CORE_READ(bprm, file);
@@ -463,12 +501,12 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
     __u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
     int group_dead = BPF_CORE_READ(t, signal, live.counter) == 0;
 
-    struct event_config *ec = event_cfg(EVENT_SCHED_PROCESS_EXIT);
-    if (ec && ec->policies) {
-        __u64 matched = scope_match(ec->policies);
+    __u32 version = active_version();
+    __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_EXIT));
+    {
         struct event_buf *b = matched ? scratch_buf() : NULL;
         if (b) {
-            fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXIT, -1);
+            fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXIT, -1, version);
             b->hdr.matched_policies = matched;
             __u32 code = BPF_CORE_READ(t, exit_code);
             __u32 off = put_int(b, 0, 0, (code >> 8) & 0xff); /* exit_code */

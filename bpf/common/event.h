@@ -9,7 +9,7 @@
 #define TASK_COMM_LEN 16
 #define UTS_LEN 64 /* full nodename (Tracee cuts it to 16: issue #3840) */
 
-#define MAX_EVENT_ID 1024   /* events_map slots: syscalls and kernel events < 1024 */
+#define MAX_EVENT_ID 1024   /* syscalls and kernel events have ids below this */
 #define MAX_POLICIES 64
 
 /* Event ids that are not syscalls (Tracee's numbering, pkg/events/core.go). */
@@ -27,7 +27,8 @@ struct event_header {
     __u64 matched_policies;
     __u32 event_id;
     __s32 syscall;
-    __u32 cpu;
+    __u16 cpu;
+    __u16 policies_version; /* which policy set matched_policies refers to */
     __u16 argnum;
     __u16 flags;
     /* task context */
@@ -62,13 +63,18 @@ enum arg_kind {
     ARG_NONE = 255,   /* syscall has no argument at this position */
 };
 
-/* events_map value: which policies want the event, and how to fetch its args. */
-struct event_config {
-    __u64 policies;
+/* How to fetch a syscall's arguments (event_fetch map, by syscall id). */
+struct event_fetch {
     __u8 arg_kinds[6];
     __u8 submit_on_enter; /* execve/exit: the image or the task is gone at sys_exit */
     __u8 pad;
 };
+
+/* Policy sets are versioned so a reload swaps them atomically: the maps that
+ * depend on policies have two slots, the active version picks one
+ * (slot = version & 1), and every event carries the version it matched under.
+ * events_map: u64 policy bitmap at [slot * MAX_EVENT_ID + event id]. */
+#define POLICY_SLOTS 2
 
 /* stats map key = kind * MAX_EVENT_ID + (event_id % MAX_EVENT_ID). */
 enum stat_kind {

@@ -24,8 +24,14 @@ struct scope_eq {
 };
 
 struct scope_num_key {
-    __u32 field;
+    __u16 slot;
+    __u16 field;
     __u32 value;
+};
+
+struct scope_comm_key {
+    __u32 slot;
+    char comm[TASK_COMM_LEN];
 };
 
 struct scope_config {

@@ -34,7 +34,7 @@ static __always_inline __u64 task_start_time(struct task_struct *t)
 }
 
 static __always_inline void fill_header(struct event_header *h, struct task_struct *t,
-                                        __u32 event_id, __s32 syscall)
+                                        __u32 event_id, __s32 syscall, __u32 version)
 {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u64 uid_gid = bpf_get_current_uid_gid();
@@ -57,6 +57,7 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
     h->event_id = event_id;
     h->syscall = syscall;
     h->cpu = bpf_get_smp_processor_id();
+    h->policies_version = version;
     h->argnum = 0;
     h->flags = 0;
     bpf_get_current_comm(h->comm, sizeof(h->comm));

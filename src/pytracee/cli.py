@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -96,7 +96,8 @@ def _fail(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
-def _open_sink(kind: str, path: str | None, out: OutputConfig) -> Any:
+def _open_sink(kind: str, path: str | None, out: OutputConfig,
+               policy_names: Callable[[int], list[str]]) -> Any:
     from pytracee.sinks.json_sink import JsonSink
     from pytracee.sinks.table_sink import NoneSink, TableSink
 
@@ -105,7 +106,7 @@ def _open_sink(kind: str, path: str | None, out: OutputConfig) -> Any:
     try:
         if kind == "json":
             stream = open(path, "wb", buffering=1 << 20) if path else open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)
-            return JsonSink(stream, [POLICY_NAME], out.parse_arguments)
+            return JsonSink(stream, policy_names, out.parse_arguments)
         stream_t = open(path, "w", encoding="utf-8") if path else sys.stdout
         return TableSink(stream_t)
     except OSError as exc:
@@ -114,26 +115,26 @@ def _open_sink(kind: str, path: str | None, out: OutputConfig) -> Any:
 
 def trace(events: Sequence[str], scope: Sequence[str], output: Sequence[str],
           buffers: Sequence[str]) -> int:
-    from pytracee.ebpf.tracer import Selection, Tracer, boot_offset_ns
+    from pytracee.ebpf.tracer import Tracer, boot_offset_ns
     from pytracee.events.decoder import Decoder
     from pytracee.pipeline import Pipeline
-    from pytracee.policy import kernel_maps
     from pytracee.policy.filters import parse_events, parse_scope
+    from pytracee.policy.runtime import build_runtime
 
     selection = parse_events(list(events), Registry(), default_event_ids())
-    parsed_scope = parse_scope(list(scope))
-    kscope, userland = kernel_maps.build([parsed_scope])
+    runtime = build_runtime(0, [POLICY_NAME], [parse_scope(list(scope))], [selection])
     out = parse_outputs(output)
     ring = _ring_bytes(buffers)
 
     tracer = Tracer(ring_bytes=ring)
     try:
-        tracer.load(Selection({eid: 1 for eid in selection.event_ids}, exec_env=out.exec_env), kscope)
-        sinks = [_open_sink(out.format, out.path, out)] + [_open_sink(k, p, out) for k, p in out.extra]
-        pipeline = Pipeline(tracer, Decoder(EVENTS, boot_offset_ns()), selection, userland, sinks)
+        tracer.load(runtime, exec_env=out.exec_env)
+        pipeline = Pipeline(tracer, Decoder(EVENTS, boot_offset_ns()), runtime, [])
+        pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names)
+                              for kind, path in [(out.format, out.path), *out.extra])
         click.echo(f"pytracee: tracing {len(selection.event_ids)} events (Ctrl-C to stop)", err=True)
         pipeline.run()
-        for sink in sinks:
+        for sink in pipeline.sinks:
             sink.close()
         click.echo(pipeline.summary(), err=True)
     finally:

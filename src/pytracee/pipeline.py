@@ -13,8 +13,7 @@ from pytracee.ebpf.tracer import Tracer
 from pytracee.events import wire
 from pytracee.events.decoder import Decoder
 from pytracee.events.event import Event
-from pytracee.policy.filters import EventSelection
-from pytracee.policy.kernel_maps import UserlandScope
+from pytracee.policy.runtime import PolicyRuntime
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +33,38 @@ class Counts:
 
 
 class Pipeline:
-    def __init__(self, tracer: Tracer, decoder: Decoder, selection: EventSelection,
-                 userland_scopes: dict[int, UserlandScope], sinks: Sequence[Sink]) -> None:
+    """Reads the tracer's ring and runs every event through decode, the user-space
+    policy checks of the policy set it matched under, and the sinks."""
+
+    KEEP_VERSIONS = 8  # policy sets remembered for events still in flight after reloads
+
+    def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
+                 sinks: Sequence[Sink]) -> None:
         self.tracer = tracer
         self.decoder = decoder
-        self.selection = selection
-        self.userland_scopes = userland_scopes
+        self.runtime = runtime
+        self.runtimes: dict[int, PolicyRuntime] = {runtime.version: runtime}
         self.sinks = list(sinks)
         self.counts = Counts()
         self.stop_event = threading.Event()
         self.handle_batch = self._make_handler()
 
-    def _keep(self, ev: Event) -> bool:
-        """User-space scope and event filters; clears the policy bits that fail."""
-        for i, scope in self.userland_scopes.items():
-            if ev.matched >> i & 1 and not scope.matches(ev.ctx):
-                ev.matched &= ~(1 << i)
-        if not ev.matched:
-            return False
-        eid = ev.event_id
-        return not self.selection.needs_userland_check(eid) or self.selection.accepts(
-            eid, ev.arg, ev.retval, ev.context_value)
+    def policy_names(self, version: int) -> list[str]:
+        rt = self.runtimes.get(version)
+        return rt.names if rt is not None else []
+
+    def reload(self, runtime: PolicyRuntime) -> None:
+        """Make `runtime` the active policy set, in the kernel and here."""
+        self.runtimes[runtime.version] = runtime
+        self.tracer.apply(runtime)
+        self.runtime = runtime
+        for old in sorted(self.runtimes)[:-self.KEEP_VERSIONS]:
+            del self.runtimes[old]
 
     def _make_handler(self) -> Callable[[list[memoryview]], None]:
         """The per-batch function, with what it touches bound to locals."""
         decode_batch = self.decoder.decode_batch
-        selection = self.selection
-        filtering = bool(self.userland_scopes) or any(
-            selection.needs_userland_check(e) for e in selection.event_ids)
-        keep = self._keep
+        runtimes = self.runtimes
         delivered = self.counts.delivered
         counts = self.counts
         sinks = self.sinks
@@ -70,10 +72,17 @@ class Pipeline:
         def handle_batch(views: list[memoryview]) -> None:
             try:
                 events = decode_batch(views)
-                if filtering:
-                    before = len(events)
-                    events = [ev for ev in events if keep(ev)]
-                    counts.filtered += before - len(events)
+                if any(rt.check_events for rt in runtimes.values()):
+                    kept = []
+                    for ev in events:
+                        rt = runtimes.get(ev.version)
+                        if rt is None:
+                            counts.pipeline_errors += 1  # cannot happen unless versions wrap
+                        elif ev.event_id not in rt.check_events or rt.keep(ev):
+                            kept.append(ev)
+                        else:
+                            counts.filtered += 1
+                    events = kept
                 for ev in events:
                     delivered[ev.event_id] += 1
             except Exception:  # a bug of ours must not stop tracing: count and log it
@@ -117,8 +126,9 @@ class Pipeline:
                 signal.signal(sig, handler)
 
     def lost(self) -> dict[str, int]:
-        """Kernel-side losses by reason, over the selected events."""
-        stats = self.tracer.stats(self.selection.event_ids)
+        """Kernel-side losses by reason, over the events any policy set selected."""
+        ids = {eid for rt in self.runtimes.values() for eid in rt.event_bits}
+        stats = self.tracer.stats(ids)
         out = {}
         for kind, name in wire.STAT_NAMES.items():
             out[name] = sum(stats.get(kind, {}).values())

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytracee.cli import Registry, default_event_ids
-from pytracee.ebpf.tracer import Selection, Tracer, boot_offset_ns
+from pytracee.ebpf.tracer import Tracer, boot_offset_ns
 from pytracee.events.decoder import Decoder
 from pytracee.events.definitions import EVENTS
 from pytracee.events.event import Event
 from pytracee.pipeline import Pipeline
-from pytracee.policy import kernel_maps
 from pytracee.policy.filters import parse_events, parse_scope
+from pytracee.policy.runtime import build_runtime
 
 PROGS = Path(__file__).parent / "progs"
 
@@ -39,12 +39,11 @@ class Session:
     def __init__(self, events: Sequence[str], scope: Sequence[str] = (), *,
                  ring_bytes: int = 16 << 20, exec_env: bool = False) -> None:
         self.selection = parse_events(list(events), Registry(), default_event_ids())
-        kscope, userland = kernel_maps.build([parse_scope(list(scope))])
+        runtime = build_runtime(0, ["cli"], [parse_scope(list(scope))], [self.selection])
         self.tracer = Tracer(ring_bytes=ring_bytes)
-        self.tracer.load(Selection({e: 1 for e in self.selection.event_ids}, exec_env=exec_env), kscope)
+        self.tracer.load(runtime, exec_env=exec_env)
         self.sink = Collect()
-        self.pipeline = Pipeline(self.tracer, Decoder(EVENTS, boot_offset_ns()), self.selection,
-                                 userland, [self.sink])
+        self.pipeline = Pipeline(self.tracer, Decoder(EVENTS, boot_offset_ns()), runtime, [self.sink])
 
     def drain(self, quiet_ms: int = 200, timeout: float = 10.0) -> list[Event]:
         """Read until nothing arrives for quiet_ms."""

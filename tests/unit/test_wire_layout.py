@@ -51,10 +51,10 @@ def test_event_header_matches_btf() -> None:
     assert wire.EVENT_PART.size + wire.TASK_PART.size == wire.HEADER_SIZE
 
 
-def test_event_config_matches_btf() -> None:
-    size, members = _btf_structs()["event_config"]
-    assert size == wire.EVENT_CONFIG.size
-    assert members == [("policies", 0), ("arg_kinds", 8), ("submit_on_enter", 14), ("pad", 15)]
+def test_event_fetch_matches_btf() -> None:
+    size, members = _btf_structs()["event_fetch"]
+    assert size == wire.EVENT_FETCH.size
+    assert members == [("arg_kinds", 0), ("submit_on_enter", 6), ("pad", 7)]
 
 
 def test_scope_config_matches_btf() -> None:
@@ -65,4 +65,6 @@ def test_scope_config_matches_btf() -> None:
         "start_time", "self_pid", "pad", "uid_min", "uid_max", "pid_min", "pid_max"]
     assert dict(members)["uid_min"] == 152
     assert _btf_structs()["scope_eq"][0] == kernel_maps.SCOPE_EQ.size
-    assert _btf_structs()["scope_num_key"][0] == kernel_maps.NUM_KEY.size
+    assert _btf_structs()["scope_num_key"] == (kernel_maps.NUM_KEY.size,
+                                               [("slot", 0), ("field", 2), ("value", 4)])
+    assert _btf_structs()["scope_comm_key"] == (kernel_maps.COMM_KEY.size, [("slot", 0), ("comm", 4)])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from pytracee.ebpf.ringbuf import RingReader
 from pytracee.errors import EnvironmentProblem
 from pytracee.events import wire
 from pytracee.events.definitions import EVENTS
-from pytracee.policy.kernel_maps import NUM_KEY, SCOPE_EQ, KernelScope, descendants
+from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
+from pytracee.policy.runtime import PolicyRuntime
 
 PROGRAMS = (
     ("trace_sys_enter", "sys_enter"),
@@ -60,14 +60,6 @@ def check_environment() -> None:
         raise EnvironmentProblem(f"BPF object missing at {bpf_object_path()}: run `make bpf`")
 
 
-@dataclass
-class Selection:
-    """What the kernel should emit: event id -> policy bits."""
-
-    events: dict[int, int]
-    exec_env: bool = False
-
-
 class Tracer:
     """The kernel side, loaded and attached. Use as a context manager."""
 
@@ -79,7 +71,8 @@ class Tracer:
         self.reader: RingReader | None = None
         self.start_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
-    def load(self, selection: Selection, scope: KernelScope) -> None:
+    def load(self, runtime: PolicyRuntime, *, exec_env: bool = False) -> None:
+        """Load, write the first policy set, attach."""
         check_environment()
         try:
             obj = BpfObject.open(bpf_object_path())
@@ -87,35 +80,55 @@ class Tracer:
             raise EnvironmentProblem(f"cannot open BPF object: {exc}") from exc
         self.obj = obj
         obj.map("events").set_max_entries(self.ring_bytes)
-        obj.set_global(".rodata", "cfg_exec_env", int(selection.exec_env).to_bytes(4, "little"))
+        obj.set_global(".rodata", "cfg_exec_env", int(exec_env).to_bytes(4, "little"))
         try:
             obj.load()
         except BpfError as exc:
             raise EnvironmentProblem(f"the kernel refused pytracee's BPF programs: {exc}") from exc
-        self.configure(selection, scope)
+        fetch = obj.map("event_fetch")
+        for d in EVENTS.values():
+            if d.syscall:
+                kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
+                fetch.update(d.id.to_bytes(4, "little"),
+                             wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter)))
+        self.apply(runtime)
         for prog, tp in PROGRAMS:
             obj.program(prog).attach_raw_tracepoint(tp)
         self.reader = RingReader(obj.map("events").fd, self.ring_bytes)
 
-    def configure(self, selection: Selection, scope: KernelScope) -> None:
+    def apply(self, runtime: PolicyRuntime) -> None:
+        """Write a policy set into its slot, then make it the active one.
+
+        The slot written is not the active one (versions alternate slots), so
+        the switch is the single write of config_version: every event is
+        decided under exactly one policy set, the old or the new.
+        """
         assert self.obj is not None
+        slot = runtime.version & 1
+        scope = runtime.kscope
         events_map = self.obj.map("events_map")
-        for eid, bits in selection.events.items():
-            d = EVENTS[eid]
-            kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
-            events_map.update(eid.to_bytes(4, "little"),
-                              wire.EVENT_CONFIG.pack(bits, *kinds, int(d.submit_on_enter)))
+        for eid in range(wire.MAX_EVENT_ID):
+            key = (slot * wire.MAX_EVENT_ID + eid).to_bytes(4, "little")
+            events_map.update(key, runtime.event_bits.get(eid, 0).to_bytes(8, "little"))
         comm = self.obj.map("scope_comm")
-        for key, (eq, neq) in scope.comm.items():
-            comm.update(key, SCOPE_EQ.pack(eq, neq))
+        for key in [k for k in comm.keys() if COMM_KEY.unpack(k)[0] == slot]:
+            comm.delete(key)
+        for value, (eq, neq) in scope.comm.items():
+            comm.update(COMM_KEY.pack(slot, value), SCOPE_EQ.pack(eq, neq))
         nums = self.obj.map("scope_num")
+        for key in [k for k in nums.keys() if NUM_KEY.unpack(k)[0] == slot]:
+            nums.delete(key)
         for (fld, value), (eq, neq) in scope.nums.items():
-            nums.update(NUM_KEY.pack(fld, value & 0xFFFFFFFF), SCOPE_EQ.pack(eq, neq))
+            nums.update(NUM_KEY.pack(slot, fld, value & 0xFFFFFFFF), SCOPE_EQ.pack(eq, neq))
         follow = self.obj.map("follow_map")
         for pid, bits in descendants(scope.tree_roots).items():
-            follow.update(pid.to_bytes(4, "little"), bits.to_bytes(8, "little"))
+            key = pid.to_bytes(4, "little")
+            old = follow.lookup(key)
+            have = int.from_bytes(old, "little") if old else 0
+            follow.update(key, (have | bits).to_bytes(8, "little"))
         cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
-        self.obj.map("scope_cfg").update(b"\0\0\0\0", cfg)
+        self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
+        self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))
 
     def stats(self, event_ids: Iterable[int] | None = None) -> dict[int, dict[int, int]]:
         """Kernel counters: stat kind -> {event id: count}, summed over CPUs."""
@@ -148,4 +161,4 @@ class Tracer:
         self.close()
 
 
-__all__ = ["Tracer", "Selection", "check_environment", "boot_offset_ns", "num_possible_cpus"]
+__all__ = ["Tracer", "check_environment", "boot_offset_ns", "num_possible_cpus"]

@@ -92,7 +92,7 @@ class Decoder:
             if len(view) < _HEADER_SIZE:
                 self.malformed += 1
                 continue
-            ts, retval, matched, event_id, syscall, cpu, argnum, flags = _EVENT(view, 0)
+            ts, retval, matched, event_id, syscall, cpu, version, argnum, flags = _EVENT(view, 0)
             d = definitions.get(event_id)
             if d is None:
                 self.unknown_events += 1
@@ -107,7 +107,8 @@ class Decoder:
                     self.malformed += 1  # keep what was decoded; the count says it happened
             else:
                 args = _NO_ARGS if not d.args else [None] * len(d.args)
-            append(Event(ts + boot, retval, matched, event_id, syscall, cpu, flags, ctx, d, args))
+            append(Event(ts + boot, retval, matched, event_id, syscall, cpu, version, flags, ctx, d,
+                         args))
         return out
 
     def _decode_args(self, view: memoryview, argnum: int, d: EventDef, out: list[Any]) -> None:

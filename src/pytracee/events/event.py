@@ -53,18 +53,19 @@ class Event:
     """One event. `args` follows the definition's argument order; an argument
     the kernel did not send is None."""
 
-    __slots__ = ("timestamp", "retval", "matched", "event_id", "syscall", "cpu", "flags",
-                 "ctx", "definition", "args")
+    __slots__ = ("timestamp", "retval", "matched", "event_id", "syscall", "cpu", "version",
+                 "flags", "ctx", "definition", "args")
 
     def __init__(self, timestamp: int, retval: int, matched: int, event_id: int, syscall: int,
-                 cpu: int, flags: int, ctx: TaskContext, definition: EventDef,
+                 cpu: int, version: int, flags: int, ctx: TaskContext, definition: EventDef,
                  args: list[Any]) -> None:
         self.timestamp = timestamp
         self.retval = retval
-        self.matched = matched
+        self.matched = matched  # bitmap of the policies (of policy set `version`) it matched
         self.event_id = event_id
         self.syscall = syscall
         self.cpu = cpu
+        self.version = version
         self.flags = flags
         self.ctx = ctx
         self.definition = definition

@@ -15,7 +15,8 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
     ("matched_policies", "Q"),
     ("event_id", "I"),
     ("syscall", "i"),
-    ("cpu", "I"),
+    ("cpu", "H"),
+    ("policies_version", "H"),
     ("argnum", "H"),
     ("flags", "H"),
     ("start_time", "Q"),
@@ -37,8 +38,9 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
 HEADER = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
 HEADER_SIZE = HEADER.size  # 176
 
-# The per-event part: ts, retval, matched, event_id, syscall, cpu, argnum, flags.
-EVENT_PART = struct.Struct("<QqQIiIHH")
+# The per-event part: ts, retval, matched, event_id, syscall, cpu, policies_version,
+# argnum, flags.
+EVENT_PART = struct.Struct("<QqQIiHHHH")
 # The task context span [TASK_START, HEADER_SIZE): identical for every event of
 # one task until it execs, changes ids or namespaces.
 TASK_START = EVENT_PART.size  # 40
@@ -61,8 +63,9 @@ U16 = struct.Struct("<H")
 U64 = struct.Struct("<Q")
 INT_PAIR = struct.Struct("<ii")
 
-# struct event_config { u64 policies; u8 arg_kinds[6]; u8 submit_on_enter; u8 pad; }
-EVENT_CONFIG = struct.Struct("<Q6BBx")
+# struct event_fetch { u8 arg_kinds[6]; u8 submit_on_enter; u8 pad; }
+EVENT_FETCH = struct.Struct("<6BBx")
+POLICY_SLOTS = 2  # policy-dependent maps have two slots: slot = version & 1
 
 # enum stat_kind; stats key = kind * MAX_EVENT_ID + event_id
 MAX_EVENT_ID = 1024

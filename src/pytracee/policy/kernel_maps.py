@@ -26,7 +26,8 @@ _CONFIG_HEAD = struct.Struct(f"<{NFIELDS}Q{NFIELDS}Q6QII")
 _U32_ARRAY = struct.Struct(f"<{MAX_POLICIES}I")
 CONFIG_SIZE = _CONFIG_HEAD.size + 4 * _U32_ARRAY.size
 SCOPE_EQ = struct.Struct("<QQ")
-NUM_KEY = struct.Struct("<II")
+NUM_KEY = struct.Struct("<HHI")    # slot, field, value
+COMM_KEY = struct.Struct("<I16s")  # slot, comm
 
 
 @dataclass

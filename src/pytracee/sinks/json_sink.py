@@ -7,6 +7,7 @@ most events come from tasks that sent one before.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
@@ -43,17 +44,17 @@ def _task_fragment(ctx: TaskContext) -> bytes:
 
 
 class JsonRenderer:
-    def __init__(self, policy_names: list[str], parse_arguments: bool = False) -> None:
-        self.policy_names = policy_names
+    def __init__(self, policy_names: Callable[[int], list[str]], parse_arguments: bool = False) -> None:
+        self.policy_names = policy_names  # policy set version -> names by bit
         self.args = ArgRenderer(parse_arguments)
-        self._parts: dict[tuple[int, int, int], bytes] = {}
+        self._parts: dict[tuple[int, int, int, int], bytes] = {}
 
     def _event_part(self, ev: Event) -> bytes:
         """eventId .. matchedPolicies: fixed for an (event, syscall, policies) triple."""
-        key = (ev.event_id, ev.syscall, ev.matched)
+        key = (ev.event_id, ev.syscall, ev.matched, ev.version)
         out = self._parts.get(key)
         if out is None:
-            names = [n for i, n in enumerate(self.policy_names) if ev.matched >> i & 1]
+            names = [n for i, n in enumerate(self.policy_names(ev.version)) if ev.matched >> i & 1]
             out = orjson.dumps({"eventId": str(ev.event_id), "eventName": ev.name,
                                 "syscall": syscall_name(ev.syscall, EVENTS),
                                 "matchedPolicies": names})[1:-1]
@@ -75,7 +76,7 @@ class JsonRenderer:
             frag = ctx.cache.get("json")
             if frag is None:
                 frag = ctx.cache["json"] = _task_fragment(ctx)
-            part = parts.get((ev.event_id, ev.syscall, ev.matched)) or self._event_part(ev)
+            part = parts.get((ev.event_id, ev.syscall, ev.matched, ev.version)) or self._event_part(ev)
             if ev.args:
                 args = values(ev)
                 args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
@@ -91,7 +92,8 @@ class JsonRenderer:
 class JsonSink:
     """One JSON object per line to a binary stream."""
 
-    def __init__(self, out: BinaryIO, policy_names: list[str], parse_arguments: bool = False) -> None:
+    def __init__(self, out: BinaryIO, policy_names: Callable[[int], list[str]],
+                 parse_arguments: bool = False) -> None:
         self.out = out
         self.renderer = JsonRenderer(policy_names, parse_arguments)
 

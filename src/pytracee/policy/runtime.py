@@ -1,0 +1,59 @@
+"""A policy set as the pipeline runs it: kernel maps for one version, and the
+user-space checks that clear the policy bits the kernel could not decide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pytracee.events.event import Event
+from pytracee.policy import kernel_maps
+from pytracee.policy.filters import EventSelection, Scope
+from pytracee.policy.kernel_maps import KernelScope, UserlandScope
+
+
+@dataclass
+class PolicyRuntime:
+    version: int
+    names: list[str]
+    selections: list[EventSelection]  # by policy index
+    event_bits: dict[int, int]  # event id -> policies selecting it
+    kscope: KernelScope
+    userland_scopes: dict[int, UserlandScope]
+    # Events for which some matched policy still needs a user-space check.
+    check_events: frozenset[int] = field(default=frozenset())
+
+    def keep(self, ev: Event) -> bool:
+        """Clear the bits of the policies whose user-space filters fail; False when none is left."""
+        matched = ev.matched
+        for i, scope in self.userland_scopes.items():
+            if matched >> i & 1 and not scope.matches(ev.ctx):
+                matched &= ~(1 << i)
+        eid = ev.event_id
+        bits = matched
+        while bits:
+            low = bits & -bits
+            i = low.bit_length() - 1
+            bits ^= low
+            sel = self.selections[i]
+            if sel.needs_userland_check(eid) and not sel.accepts(
+                    eid, ev.arg, ev.retval, ev.context_value):
+                matched &= ~low
+        ev.matched = matched
+        return matched != 0
+
+
+def build_runtime(version: int, names: Sequence[str], scopes: Sequence[Scope],
+                  selections: Sequence[EventSelection]) -> PolicyRuntime:
+    """Policies by index (bit): their names, scopes and event selections."""
+    kscope, userland = kernel_maps.build(scopes)
+    bits: dict[int, int] = {}
+    for i, sel in enumerate(selections):
+        for eid in sel.event_ids:
+            bits[eid] = bits.get(eid, 0) | 1 << i
+    if userland:
+        check = frozenset(bits)
+    else:
+        check = frozenset(e for sel in selections for e in sel.event_ids
+                          if sel.needs_userland_check(e))
+    return PolicyRuntime(version, list(names), list(selections), bits, kscope, userland, check)
