@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
@@ -14,6 +14,9 @@ import orjson
 from pytracee.errors import EnvironmentProblem, UsageError
 from pytracee.events import definitions
 from pytracee.events.definitions import EVENTS, EventDef
+
+if TYPE_CHECKING:
+    from pytracee.policy.runtime import PolicyRuntime
 
 POLICY_NAME = "cli"  # the one policy that --scope/--events describe
 
@@ -113,33 +116,99 @@ def _open_sink(kind: str, path: str | None, out: OutputConfig,
         raise UsageError(f"cannot open output {path}: {exc.strerror}", token=path) from None
 
 
-def trace(events: Sequence[str], scope: Sequence[str], output: Sequence[str],
-          buffers: Sequence[str]) -> int:
-    from pytracee.ebpf.tracer import Tracer, boot_offset_ns
-    from pytracee.events.decoder import Decoder
-    from pytracee.pipeline import Pipeline
+def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
+                   scope: Sequence[str]) -> PolicyRuntime:
+    """The policy set to run: from --policy files, or the one policy --events/--scope make."""
+    from pytracee.policy.compile import compile_policies
+    from pytracee.policy.files import load_policies
     from pytracee.policy.filters import parse_events, parse_scope
     from pytracee.policy.runtime import build_runtime
 
+    if policies:
+        pset = compile_policies(load_policies(list(policies)))
+        return build_runtime(version, pset.names(), [p.scope for p in pset.policies],
+                             [p.selection for p in pset.policies], [p.where for p in pset.policies])
     selection = parse_events(list(events), Registry(), default_event_ids())
-    runtime = build_runtime(0, [POLICY_NAME], [parse_scope(list(scope))], [selection])
+    return build_runtime(version, [POLICY_NAME], [parse_scope(list(scope))], [selection])
+
+
+def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
+          output: Sequence[str], buffers: Sequence[str]) -> int:
+    from pytracee.ebpf.tracer import Tracer, boot_offset_ns
+    from pytracee.events.decoder import Decoder
+    from pytracee.pipeline import Pipeline
+
+    if policies and (events or scope):
+        raise UsageError("--policy cannot be combined with --scope or --events "
+                         "(put them in a policy file)", token="--policy")
+    runtime = policy_runtime(0, policies, events, scope)
     out = parse_outputs(output)
     ring = _ring_bytes(buffers)
 
     tracer = Tracer(ring_bytes=ring)
     try:
         tracer.load(runtime, exec_env=out.exec_env)
-        pipeline = Pipeline(tracer, Decoder(EVENTS, boot_offset_ns()), runtime, [])
+        boot = boot_offset_ns()
+        pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [])
         pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names)
                               for kind, path in [(out.format, out.path), *out.extra])
-        click.echo(f"pytracee: tracing {len(selection.event_ids)} events (Ctrl-C to stop)", err=True)
-        pipeline.run()
+        tick = _reloader(pipeline, boot, policies, events, scope)
+        click.echo(f"pytracee: tracing {len(runtime.event_bits)} events with "
+                   f"{len(runtime.names)} {'policy' if len(runtime.names) == 1 else 'policies'} "
+                   "(Ctrl-C to stop)", err=True)
+        pipeline.run(tick)
         for sink in pipeline.sinks:
             sink.close()
         click.echo(pipeline.summary(), err=True)
     finally:
         tracer.close()
     return 0
+
+
+def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequence[str],
+              scope: Sequence[str]) -> Callable[[], None]:
+    """SIGHUP, or a change in a --policy file or directory, reloads the policies."""
+    import signal
+
+    from pytracee.policy.reload import PolicyWatcher, reload_event, self_context
+
+    hup = [False]
+    signal.signal(signal.SIGHUP, lambda *_: hup.__setitem__(0, True))
+    watcher = PolicyWatcher(policies) if policies else None
+    ctx = self_context(boot)
+    log = logging.getLogger("pytracee.policy")
+
+    def tick() -> None:
+        if not (hup[0] or (watcher is not None and watcher.changed())):
+            return
+        hup[0] = False
+        if watcher is not None:
+            watcher.sync()  # one reload per change, whichever noticed it first
+        current = pipeline.runtime
+        try:
+            new = policy_runtime(current.version + 1, policies, events, scope)
+        except UsageError as exc:
+            log.error("policy reload refused, the running policies stay: %s", exc)
+            pipeline.emit(reload_event(ctx, current.version, current.names, str(exc)))
+            return
+        pipeline.reload(new)
+        log.info("policies reloaded (version %d): %s", new.version, ", ".join(new.names))
+        pipeline.emit(reload_event(ctx, new.version, new.names, None))
+
+    return tick
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--config FILE: flag values from YAML; flags given on the command line win."""
+    if value is None:
+        return None
+    from pytracee.config import load_config
+
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **load_config(value)}
+    except UsageError as exc:
+        _fail(2, str(exc))
+    return value
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,13 +219,19 @@ def trace(events: Sequence[str], scope: Sequence[str], output: Sequence[str],
               help="Which processes: comm=bash, pid=1234, uid>1000, mntns=..., follow, pid=new, tree=PID.")
 @click.option("-o", "--output", "output", multiple=True, metavar="OUT",
               help="table (default), json, json:/path, none, option:parse-arguments, option:exec-env.")
+@click.option("-p", "--policy", "policies", multiple=True, metavar="FILE|DIR",
+              help="Tracee policy files (repeatable; at most 64 policies). Reloaded on SIGHUP "
+                   "and when the files change.")
+@click.option("-c", "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_load_config, help="YAML file with flag values (flags override it).")
 @click.option("-b", "--buffers", "buffers", multiple=True, metavar="kernel.events=PAGES",
               help="Ring buffer size in pages (power of two; default 4096 = 16 MiB).")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
-         output: tuple[str, ...], buffers: tuple[str, ...], log_level: str) -> None:
+         policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],
+         log_level: str) -> None:
     """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
     logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
     # libbpf explains its failures at length; we report them in one line, so its
@@ -165,7 +240,7 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
     if ctx.invoked_subcommand is not None:
         return
     try:
-        code = trace(events, scope, output, buffers)
+        code = trace(events, scope, policies, output, buffers)
     except UsageError as exc:
         _fail(2, str(exc))
     except EnvironmentProblem as exc:
@@ -201,6 +276,24 @@ def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
         else:
             args = ", ".join(f"{a.type} {a.name}" for a in d.args)
             click.echo(f"{d.id:<5} {d.name:<28} [{','.join(d.sets)}] ({args})")
+
+
+@list_cmd.command("policies")
+@click.argument("paths", nargs=-1, required=True)
+def list_policies(paths: tuple[str, ...]) -> None:
+    """Validate policy files and print what each policy selects (exit 2 on errors, all listed)."""
+    from pytracee.policy.compile import compile_policies, describe
+    from pytracee.policy.files import PolicyErrors, load_policies
+
+    try:
+        pset = compile_policies(load_policies(list(paths)))
+    except PolicyErrors as exc:
+        for err in exc.errors:
+            click.echo(f"pytracee: {err}", err=True)
+        sys.exit(2)
+    except UsageError as exc:
+        _fail(2, str(exc))
+    click.echo(describe(pset))
 
 
 if __name__ == "__main__":

@@ -111,13 +111,25 @@ class Pipeline:
                     self.counts.sink_errors += 1
         return n
 
-    def run(self) -> None:
-        """Until SIGINT/SIGTERM (or stop_event): read, decode, filter, write."""
+    def emit(self, ev: Event) -> None:
+        """An event made in user space (e.g. policy_reload), straight to the sinks."""
+        for sink in self.sinks:
+            try:
+                sink.write_batch([ev])
+                sink.flush()
+            except OSError:
+                self.counts.sink_errors += 1
+
+    def run(self, tick: Callable[[], None] | None = None) -> None:
+        """Until SIGINT/SIGTERM (or stop_event): read, decode, filter, write.
+        `tick` runs between reads (at least every 100 ms): reloads, housekeeping."""
         previous = {sig: signal.signal(sig, lambda *_: self.stop_event.set())
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self.stop_event.is_set():
                 self.drain_once()
+                if tick is not None:
+                    tick()
             # What the kernel sent before the stop is still delivered.
             while self.drain_once(0):
                 pass
@@ -127,7 +139,8 @@ class Pipeline:
 
     def lost(self) -> dict[str, int]:
         """Kernel-side losses by reason, over the events any policy set selected."""
-        ids = {eid for rt in self.runtimes.values() for eid in rt.event_bits}
+        ids = {eid for rt in self.runtimes.values() for eid in rt.event_bits
+               if eid < wire.MAX_EVENT_ID}  # the kernel counts only what it emits
         stats = self.tracer.stats(ids)
         out = {}
         for kind, name in wire.STAT_NAMES.items():

@@ -7,14 +7,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytracee.cli import Registry, default_event_ids
+from pytracee.cli import policy_runtime
 from pytracee.ebpf.tracer import Tracer, boot_offset_ns
 from pytracee.events.decoder import Decoder
 from pytracee.events.definitions import EVENTS
 from pytracee.events.event import Event
 from pytracee.pipeline import Pipeline
-from pytracee.policy.filters import parse_events, parse_scope
-from pytracee.policy.runtime import build_runtime
 
 PROGS = Path(__file__).parent / "progs"
 
@@ -36,10 +34,10 @@ class Collect:
 class Session:
     """pytracee loaded with these --events/--scope; `drain()` returns what arrived."""
 
-    def __init__(self, events: Sequence[str], scope: Sequence[str] = (), *,
-                 ring_bytes: int = 16 << 20, exec_env: bool = False) -> None:
-        self.selection = parse_events(list(events), Registry(), default_event_ids())
-        runtime = build_runtime(0, ["cli"], [parse_scope(list(scope))], [self.selection])
+    def __init__(self, events: Sequence[str] = (), scope: Sequence[str] = (), *,
+                 policies: Sequence[str | Path] = (), ring_bytes: int = 16 << 20,
+                 exec_env: bool = False) -> None:
+        runtime = policy_runtime(0, [str(p) for p in policies], events, scope)
         self.tracer = Tracer(ring_bytes=ring_bytes)
         self.tracer.load(runtime, exec_env=exec_env)
         self.sink = Collect()

@@ -148,3 +148,25 @@ def test_sigterm_stops_cleanly_and_detaches() -> None:
     assert proc.returncode == 0
     assert err.decode().splitlines()[-1].startswith("pytracee: events delivered: ")
     assert mine.isdisjoint(_all_links())
+
+
+def test_config_file_and_flags_that_override_it(syscaller: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "pytracee.yaml"
+    cfg.write_text("events: [getppid]\nscope: [comm=pt-cfg]\noutput: [json]\n")
+    proc = start("-c", str(cfg))
+    subprocess.run([str(syscaller), "-c", "pt-cfg", "getppid", "2"], check=True)
+    out, _ = stop(proc)
+    assert [orjson.loads(ln)["eventName"] for ln in out.splitlines()] == ["getppid", "getppid"]
+    proc = start("-c", str(cfg), "-s", "comm=pt-cfg2")  # the flag replaces the file's scope
+    subprocess.run([str(syscaller), "-c", "pt-cfg", "getppid", "2"], check=True)
+    subprocess.run([str(syscaller), "-c", "pt-cfg2", "getppid", "3"], check=True)
+    out, _ = stop(proc)
+    assert [orjson.loads(ln)["processName"] for ln in out.splitlines()] == ["pt-cfg2"] * 3
+
+
+def test_policy_cannot_be_mixed_with_events_or_scope(tmp_path: Path) -> None:
+    res = subprocess.run([str(PYTRACEE), "-p", str(tmp_path), "-e", "openat"],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2
+    assert res.stderr == ("pytracee: --policy cannot be combined with --scope or --events "
+                          "(put them in a policy file)\n")

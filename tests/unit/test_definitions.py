@@ -241,7 +241,7 @@ def test_arg_kinds_equal_event_h() -> None:
 def test_event_ids_fit_event_h() -> None:
     text = _event_h()
     max_id = int(re.search(r"#define MAX_EVENT_ID (\d+)", text).group(1))
-    assert max(EVENTS) < max_id
+    assert max(e for e in EVENTS if e < 2000) < max_id  # 2000+ are made in user space
     for name, val in re.findall(r"#define EVENT_(\w+) (\d+)", text):
         assert lookup(name.lower()).id == int(val)
 

@@ -25,6 +25,9 @@ SYS_EXIT = 713
 SCHED_PROCESS_FORK = 714
 SCHED_PROCESS_EXEC = 715
 SCHED_PROCESS_EXIT = 716
+# Events made in user space (Tracee's 2000-2999 range; 2100+ are pytracee's own).
+USER_EVENTS_START = 2000
+POLICY_RELOAD = 2100
 
 MAX_SYSCALL_ARGS = 6
 
@@ -134,9 +137,16 @@ _KERNEL_EVENTS = (
 )
 
 
+_USER_EVENTS = (
+    # Every policy reload, applied or refused, so the output records what was active when.
+    _event(POLICY_RELOAD, "policy_reload", ("pytracee",),
+           "bool success; int32 version; []string policies; string error"),
+)
+
+
 def _build() -> dict[int, EventDef]:
     events: dict[int, EventDef] = {}
-    for ev in (*(_syscall(*row) for row in SYSCALLS), *_KERNEL_EVENTS):
+    for ev in (*(_syscall(*row) for row in SYSCALLS), *_KERNEL_EVENTS, *_USER_EVENTS):
         if ev.id in events:
             raise ValueError(f"duplicate event id {ev.id}: {events[ev.id].name}, {ev.name}")
         events[ev.id] = ev

@@ -102,20 +102,22 @@ def _comm(ks: KernelScope, f: StringFilter, bit: int) -> bool:
     return True
 
 
-def build(scopes: Sequence[Scope]) -> tuple[KernelScope, dict[int, UserlandScope]]:
-    """Kernel maps for policies 0..n-1, and the user-space checks some of them need."""
+def build(scopes: Sequence[Scope], wheres: Sequence[str] | None = None,
+          ) -> tuple[KernelScope, dict[int, UserlandScope]]:
+    """Kernel maps for policies 0..n-1, and the user-space checks some of them need.
+    `wheres` (file:line per policy) goes into the errors."""
     if len(scopes) > MAX_POLICIES:
         raise UsageError(f"at most {MAX_POLICIES} policies can be loaded, got {len(scopes)}")
     ks = KernelScope()
     userland: dict[int, UserlandScope] = {}
     for i, s in enumerate(scopes):
+        try:
+            _check_supported(s)
+        except UsageError as exc:
+            if wheres:
+                exc.where = wheres[i]
+            raise
         bit = 1 << i
-        if s.container.only is not None or s.container.new or s.container.started \
-                or not s.container.ids.empty():
-            raise UsageError("container scopes need container enrichment, which this build "
-                             "does not have yet", token="container")
-        if not s.executable.empty():
-            raise UsageError("executable scopes are not supported yet", token="executable")
         rest = UserlandScope()
         if not _comm(ks, s.comm, bit):
             rest.comm = s.comm
@@ -140,6 +142,17 @@ def build(scopes: Sequence[Scope]) -> tuple[KernelScope, dict[int, UserlandScope
         if not rest.empty():
             userland[i] = rest
     return ks, userland
+
+
+def _check_supported(s: Scope) -> None:
+    if s.container.only is not None or s.container.new or s.container.started \
+            or not s.container.ids.empty():
+        raise UsageError("container scopes need container enrichment, which this build "
+                         "does not have yet", token="container")
+    if not s.executable.empty():
+        raise UsageError("executable scopes are not supported yet", token="executable")
+    if s.not_tree:
+        raise UsageError("tree!= is not supported yet", token="tree!=")
 
 
 @dataclass

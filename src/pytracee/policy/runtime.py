@@ -44,9 +44,10 @@ class PolicyRuntime:
 
 
 def build_runtime(version: int, names: Sequence[str], scopes: Sequence[Scope],
-                  selections: Sequence[EventSelection]) -> PolicyRuntime:
+                  selections: Sequence[EventSelection],
+                  wheres: Sequence[str] | None = None) -> PolicyRuntime:
     """Policies by index (bit): their names, scopes and event selections."""
-    kscope, userland = kernel_maps.build(scopes)
+    kscope, userland = kernel_maps.build(scopes, wheres)
     bits: dict[int, int] = {}
     for i, sel in enumerate(selections):
         for eid in sel.event_ids:

@@ -1,0 +1,72 @@
+"""`--config FILE`: every flag's value from YAML, Tracee style.
+
+    events: [openat, execve]          # or a comma string: "openat,execve"
+    scope: [comm=bash, follow]
+    policy: [/etc/pytracee/policies]
+    output: [json, option:parse-arguments]
+    buffers: [kernel.events=8192]
+    log-level: info
+
+Flags given on the command line replace the file's value for that flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from pytracee.errors import UsageError
+
+# config key -> (click parameter name, takes a list)
+_KEYS: dict[str, tuple[str, bool]] = {
+    "events": ("events", True),
+    "scope": ("scope", True),
+    "policy": ("policies", True),
+    "output": ("output", True),
+    "buffers": ("buffers", True),
+    "log-level": ("log_level", False),
+}
+
+
+def _where(path: str, node: yaml.Node) -> str:
+    return f"{path}:{node.start_mark.line + 1}"
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """The file's values keyed by click parameter name (for click's default_map)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            root = yaml.compose(fh)
+    except OSError as exc:
+        raise UsageError(f"cannot read config file: {exc.strerror}", where=path) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"invalid YAML: {exc.problem}", where=f"{path}{line}") from None
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise UsageError("a config file is a mapping of flag names to values", where=_where(path, root))
+    out: dict[str, Any] = {}
+    for key_node, value_node in root.value:
+        key = key_node.value
+        if key not in _KEYS:
+            raise UsageError(f"unknown config key {key!r} (known: {', '.join(_KEYS)})",
+                             token=key, where=_where(path, key_node))
+        name, is_list = _KEYS[key]
+        if is_list:
+            out[name] = _strings(path, key, value_node)
+        elif isinstance(value_node, yaml.ScalarNode):
+            out[name] = value_node.value
+        else:
+            raise UsageError(f"{key!r} takes a single value", token=key, where=_where(path, value_node))
+    return out
+
+
+def _strings(path: str, key: str, node: yaml.Node) -> list[str]:
+    if isinstance(node, yaml.ScalarNode):
+        return [node.value] if node.value else []
+    if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
+        return [n.value for n in node.value]
+    raise UsageError(f"{key!r} takes a string or a list of strings", token=key, where=_where(path, node))

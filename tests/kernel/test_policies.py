@@ -1,0 +1,164 @@
+"""Tracee policy files on the real kernel: several policies at once, matchedPolicies,
+both file formats, and reloads without a restart."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.kernel.harness import Session, run
+from tests.kernel.test_cli import PYTRACEE, _started
+
+K8S = """apiVersion: tracee.aquasec.com/v1beta1
+kind: Policy
+metadata:
+  name: {name}
+  annotations:
+    description: {name} policy
+spec:
+  scope: [{scope}]
+  rules:
+    - event: getppid
+"""
+PLAIN = """type: policy
+name: {name}
+description: {name} policy
+scope: [{scope}]
+rules:
+  - event: getppid
+"""
+TWO = [("by-comm", "comm=pt-pol-a"), ("by-uid", "uid=1000, follow")]
+
+
+def _write(d: Path, form: str, pols: list[tuple[str, str]]) -> Path:
+    d.mkdir()
+    for i, (name, scope) in enumerate(pols):
+        (d / f"{i}-{name}.yaml").write_text(form.format(name=name, scope=scope))
+    return d
+
+
+def _workload(syscaller: Path) -> None:
+    as_1000 = ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups"]
+    run(syscaller, "-c", "pt-pol-a", "getppid", "1")                           # by-comm
+    run(*as_1000, syscaller, "-c", "pt-pol-a", "getppid", "2")                 # both
+    run(*as_1000, syscaller, "-c", "pt-pol-b", "getppid", "3")                 # by-uid
+    run(*as_1000, syscaller, "-c", "pt-pol-b", "spawn", "0", syscaller, "-c", "pt-pol-c",
+        "getppid", "4")                                                        # by-uid (descendant)
+    run(syscaller, "-c", "pt-pol-b", "getppid", "5")                           # neither
+
+
+def _matches(events: list, names: list[str]) -> Counter[tuple[str, int, tuple[str, ...]]]:
+    return Counter((e.ctx.comm, e.ctx.uid, tuple(n for i, n in enumerate(names) if e.matched >> i & 1))
+                   for e in events if e.ctx.comm.startswith("pt-pol"))
+
+
+@pytest.mark.parametrize("form", [K8S, PLAIN], ids=["kubernetes", "plain"])
+def test_each_event_carries_exactly_the_policies_it_matched(syscaller: Path, tmp_path: Path,
+                                                             form: str) -> None:
+    pol = _write(tmp_path / "pol", form, TWO)
+    with Session(policies=[pol]) as s:
+        _workload(syscaller)
+        events = s.drain()
+        names = s.pipeline.runtime.names
+    assert names == ["by-comm", "by-uid"]
+    assert _matches(events, names) == Counter({
+        ("pt-pol-a", 0, ("by-comm",)): 1,
+        ("pt-pol-a", 1000, ("by-comm", "by-uid")): 2,
+        ("pt-pol-b", 1000, ("by-uid",)): 3,
+        ("pt-pol-c", 1000, ("by-uid",)): 4,
+    })
+
+
+def test_kubernetes_and_plain_forms_give_identical_output(syscaller: Path, tmp_path: Path) -> None:
+    results = []
+    for form, d in ((K8S, "k8s"), (PLAIN, "plain")):
+        with Session(policies=[_write(tmp_path / d, form, TWO)]) as s:
+            _workload(syscaller)
+            results.append(_matches(s.drain(), s.pipeline.runtime.names))
+    assert results[0] == results[1]
+    assert sum(results[0].values()) == 10
+
+
+def _policy_set(d: Path, toggle: str) -> None:
+    """`always` selects the workload in every set; `toggle` names which set is active."""
+    (d / "0-always.yaml").write_text(PLAIN.format(name="always", scope="comm=pt-reload"))
+    (d / "1-toggle.yaml").write_text(PLAIN.format(name=toggle, scope="comm=pt-reload"))
+
+
+def test_sighup_reloads_under_load_without_loss_or_mixing(syscaller: Path, tmp_path: Path) -> None:
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    _policy_set(pol, "toggle-a")
+    out = tmp_path / "events.json"
+    proc = subprocess.Popen([str(PYTRACEE), "-p", str(pol), "-o", f"json:{out}"],
+                            stderr=subprocess.PIPE)
+    _started.append(proc)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"pytracee: tracing")
+    calls = 3_000_000
+    storm = subprocess.Popen([str(syscaller), "-c", "pt-reload", "getppid", str(calls)])
+    for i in range(20):
+        time.sleep(0.1)
+        _policy_set(pol, "toggle-b" if i % 2 == 0 else "toggle-a")
+        proc.send_signal(signal.SIGHUP)
+    storm.wait(timeout=60)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    summary = err.decode().strip().splitlines()[-1]
+    lost = int(summary.split("lost: ")[1].split()[0])
+
+    matched: Counter[tuple[str, ...]] = Counter()
+    reloads = []
+    for line in out.read_bytes().splitlines():
+        ev = orjson.loads(line)
+        if ev["eventName"] == "policy_reload":
+            reloads.append({a["name"]: a["value"] for a in ev["args"]})
+        elif ev["processName"] == "pt-reload":
+            matched[tuple(ev["matchedPolicies"])] += 1
+    # every call is delivered or counted lost, whatever set was active
+    assert sum(matched.values()) + lost == calls
+    # each event decided under exactly one set: never both toggles, never "always" alone
+    assert set(matched) <= {("always", "toggle-a"), ("always", "toggle-b")}
+    assert matched[("always", "toggle-a")] > 0 and matched[("always", "toggle-b")] > 0
+    assert len(reloads) >= 1 and all(r["success"] for r in reloads)
+    assert reloads[-1]["policies"] in (["always", "toggle-a"], ["always", "toggle-b"])
+
+
+def test_broken_reload_keeps_the_running_policies(syscaller: Path, tmp_path: Path) -> None:
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    _policy_set(pol, "toggle-a")
+    out = tmp_path / "events.json"
+    proc = subprocess.Popen([str(PYTRACEE), "-p", str(pol), "-o", f"json:{out}"],
+                            stderr=subprocess.PIPE)
+    _started.append(proc)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"pytracee: tracing")
+    (pol / "1-toggle.yaml").write_text("type: policy\nname: broken\nscope: [comm=x]\nrules:\n  - event: nosuchevent\n")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    run(syscaller, "-c", "pt-reload", "getppid", "7")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    errors = [ln for ln in err.decode().splitlines() if "reload refused" in ln]
+    assert len(errors) == 1
+    assert f"{pol}/1-toggle.yaml:5" in errors[0] and "nosuchevent" in errors[0]
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    reload = [e for e in events if e["eventName"] == "policy_reload"]
+    assert len(reload) == 1
+    args = {a["name"]: a["value"] for a in reload[0]["args"]}
+    assert args["success"] is False and "nosuchevent" in args["error"]
+    assert args["policies"] == ["always", "toggle-a"]
+    mine = [e for e in events if e["processName"] == "pt-reload"]
+    assert len(mine) == 7
+    assert {tuple(e["matchedPolicies"]) for e in mine} == {("always", "toggle-a")}
