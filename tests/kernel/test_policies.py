@@ -162,3 +162,29 @@ def test_broken_reload_keeps_the_running_policies(syscaller: Path, tmp_path: Pat
     mine = [e for e in events if e["processName"] == "pt-reload"]
     assert len(mine) == 7
     assert {tuple(e["matchedPolicies"]) for e in mine} == {("always", "toggle-a")}
+
+
+def test_changed_policy_file_reloads_without_a_signal(syscaller: Path, tmp_path: Path) -> None:
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    _policy_set(pol, "toggle-a")
+    out = tmp_path / "events.json"
+    proc = subprocess.Popen([str(PYTRACEE), "-p", str(pol), "-o", f"json:{out}"],
+                            stderr=subprocess.PIPE)
+    _started.append(proc)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"pytracee: tracing")
+    _policy_set(pol, "toggle-b")
+    deadline = time.monotonic() + 10
+    while b"policy_reload" not in (out.read_bytes() if out.exists() else b""):
+        assert time.monotonic() < deadline, "no reload within 10 s of the change"
+        time.sleep(0.1)
+    run(syscaller, "-c", "pt-reload", "getppid", "2")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    reloads = [{a["name"]: a["value"] for a in e["args"]} for e in events if e["eventName"] == "policy_reload"]
+    assert reloads == [{"success": True, "version": 1, "policies": ["always", "toggle-b"], "error": ""}]
+    mine = [tuple(e["matchedPolicies"]) for e in events if e["processName"] == "pt-reload"]
+    assert mine == [("always", "toggle-b")] * 2
