@@ -91,7 +91,9 @@ def _policy_set(d: Path, toggle: str) -> None:
     (d / "1-toggle.yaml").write_text(PLAIN.format(name=toggle, scope="comm=pt-reload"))
 
 
-def test_sighup_reloads_under_load_without_loss_or_mixing(syscaller: Path, tmp_path: Path) -> None:
+def _start_with_policies(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """pytracee attached and running the set {always, toggle-a} from a fresh policy
+    directory, JSON to a file: (process, policy dir, output file)."""
     pol = tmp_path / "pol"
     pol.mkdir()
     _policy_set(pol, "toggle-a")
@@ -101,6 +103,11 @@ def test_sighup_reloads_under_load_without_loss_or_mixing(syscaller: Path, tmp_p
     _started.append(proc)
     assert proc.stderr is not None
     assert proc.stderr.readline().startswith(b"pytracee: tracing")
+    return proc, pol, out
+
+
+def test_sighup_reloads_under_load_without_loss_or_mixing(syscaller: Path, tmp_path: Path) -> None:
+    proc, pol, out = _start_with_policies(tmp_path)
     calls = 3_000_000
     storm = subprocess.Popen([str(syscaller), "-c", "pt-reload", "getppid", str(calls)])
     for i in range(20):
@@ -133,15 +140,7 @@ def test_sighup_reloads_under_load_without_loss_or_mixing(syscaller: Path, tmp_p
 
 
 def test_broken_reload_keeps_the_running_policies(syscaller: Path, tmp_path: Path) -> None:
-    pol = tmp_path / "pol"
-    pol.mkdir()
-    _policy_set(pol, "toggle-a")
-    out = tmp_path / "events.json"
-    proc = subprocess.Popen([str(PYTRACEE), "-p", str(pol), "-o", f"json:{out}"],
-                            stderr=subprocess.PIPE)
-    _started.append(proc)
-    assert proc.stderr is not None
-    assert proc.stderr.readline().startswith(b"pytracee: tracing")
+    proc, pol, out = _start_with_policies(tmp_path)
     (pol / "1-toggle.yaml").write_text("type: policy\nname: broken\nscope: [comm=x]\nrules:\n  - event: nosuchevent\n")
     proc.send_signal(signal.SIGHUP)
     time.sleep(0.5)
@@ -165,15 +164,7 @@ def test_broken_reload_keeps_the_running_policies(syscaller: Path, tmp_path: Pat
 
 
 def test_changed_policy_file_reloads_without_a_signal(syscaller: Path, tmp_path: Path) -> None:
-    pol = tmp_path / "pol"
-    pol.mkdir()
-    _policy_set(pol, "toggle-a")
-    out = tmp_path / "events.json"
-    proc = subprocess.Popen([str(PYTRACEE), "-p", str(pol), "-o", f"json:{out}"],
-                            stderr=subprocess.PIPE)
-    _started.append(proc)
-    assert proc.stderr is not None
-    assert proc.stderr.readline().startswith(b"pytracee: tracing")
+    proc, pol, out = _start_with_policies(tmp_path)
     _policy_set(pol, "toggle-b")
     deadline = time.monotonic() + 10
     while b"policy_reload" not in (out.read_bytes() if out.exists() else b""):
