@@ -9,12 +9,15 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "common/event.h"
 #include "common/scope.h"
 #include "common/task.h"
 #include "common/buffer.h"
 #include "common/path.h"
+#include "common/fd.h"
+#include "common/security.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -84,6 +87,7 @@ struct saved_args {
     __u64 args[6];
     __u64 matched;
     __s64 syscall; /* -1 once consumed */
+    __s64 state;   /* what the derived event needs from before the call */
     __u32 version; /* the policy set `matched` was computed under */
     __u32 pad;
 };
@@ -290,7 +294,13 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         bpf_map_update_elem(&prev_comm_map, &tid, comm, BPF_ANY);
     }
 
+    /* The syscall's own event, and the security event built from it. */
+    struct event_fetch *ef = fetch_cfg(id);
+    if (!ef)
+        return 0;
     __u64 policies = event_policies(version, id);
+    if (ef->derived)
+        policies |= event_policies(version, ef->derived);
     if (!policies)
         return 0;
     /* ia32 syscall numbers name other syscalls: not ours to decode (yet). */
@@ -298,9 +308,6 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     __u64 matched = scope_match(version, policies);
     if (!matched)
-        return 0;
-    struct event_fetch *ef = fetch_cfg(id);
-    if (!ef)
         return 0;
 
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
@@ -313,9 +320,12 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     args[5] = BPF_CORE_READ(regs, r9);
 
     if (ef->submit_on_enter) {
-        emit_syscall(t, ef, id, args, matched, version, 0);
+        __u64 own = matched & event_policies(version, id);
+        if (own)
+            emit_syscall(t, ef, id, args, own, version, 0);
         return 0;
     }
+    __s64 state = derived_enter_state(t, ef->derived, id, args);
 
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
@@ -323,13 +333,30 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         __builtin_memcpy(sa->args, args, sizeof(args));
         sa->matched = matched;
         sa->version = version;
+        sa->state = state;
         sa->syscall = id;
         return 0;
     }
-    struct saved_args fresh = {.matched = matched, .syscall = id, .version = version};
+    struct saved_args fresh = {.matched = matched, .syscall = id, .version = version, .state = state};
     __builtin_memcpy(fresh.args, args, sizeof(args));
     bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY);
     return 0;
+}
+
+/* The security event derived from a syscall (security.h), with its own policies. */
+static __always_inline void emit_derived(struct task_struct *t, __u32 derived, long id,
+                                         __u64 *args, __u64 matched, __u32 version, __s64 ret,
+                                         __s64 state)
+{
+    struct event_buf *b = scratch_buf();
+    if (!b)
+        return;
+    fill_header(&b->hdr, t, derived, id, version);
+    b->hdr.matched_policies = matched;
+    b->hdr.retval = ret;
+    __u32 off = 0;
+    if (build_derived(b, &off, t, derived, id, args, ret, state))
+        submit(b, off);
 }
 
 SEC("raw_tracepoint/sys_exit")
@@ -345,10 +372,12 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 
     /* Syscalls no policy set selects stop here, before the per-thread hash
      * lookup. Both slots count: the call may have entered under the previous set. */
-    if (!(event_policies(version, id) | event_policies(version + 1, id)))
-        return 0;
     struct event_fetch *ef = fetch_cfg(id);
     if (!ef || ef->submit_on_enter)
+        return 0;
+    __u32 derived = ef->derived;
+    if (!(event_policies(version, id) | event_policies(version + 1, id) |
+          (derived ? event_policies(version, derived) | event_policies(version + 1, derived) : 0)))
         return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
@@ -357,7 +386,17 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     sa->syscall = -1;
     __u64 args[6];
     __builtin_memcpy(args, sa->args, sizeof(args));
-    emit_syscall(t, ef, id, args, sa->matched, sa->version, ctx->args[1]);
+    __u32 ver = sa->version;
+    __u64 matched = sa->matched;
+    __s64 ret = ctx->args[1];
+    __u64 own = matched & event_policies(ver, id);
+    if (own)
+        emit_syscall(t, ef, id, args, own, ver, ret);
+    if (derived) {
+        __u64 sec = matched & event_policies(ver, derived);
+        if (sec)
+            emit_derived(t, derived, id, args, sec, ver, ret, sa->state);
+    }
     return 0;
 }
 

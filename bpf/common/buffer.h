@@ -99,6 +99,8 @@ static __always_inline __u32 put_bytes(struct event_buf *b, __u32 off, __u8 idx,
         return off;
     if (len > MAX_STR_LEN)
         len = MAX_STR_LEN;
+    asm volatile("" : "+r"(len));
+    len &= ARGS_MASK; /* a bound the verifier sees: at(off) + ARGS_MASK < ARGS_SIZE */
     long err;
     if (user)
         err = bpf_probe_read_user(&b->args[at(off + 4)], len, src);

@@ -18,6 +18,14 @@
 #define EVENT_SCHED_PROCESS_FORK 714
 #define EVENT_SCHED_PROCESS_EXEC 715
 #define EVENT_SCHED_PROCESS_EXIT 716
+#define EVENT_MAGIC_WRITE 727
+#define EVENT_SECURITY_FILE_OPEN 732
+#define EVENT_SECURITY_SOCKET_CREATE 734
+#define EVENT_SECURITY_SOCKET_LISTEN 735
+#define EVENT_SECURITY_SOCKET_CONNECT 736
+#define EVENT_SECURITY_SOCKET_ACCEPT 737
+#define EVENT_SECURITY_SOCKET_BIND 738
+#define EVENT_SOCKET_DUP 749
 
 /* Fields that change per event come first; the task context after them is
  * one contiguous span that user space interns (same task -> same bytes). */
@@ -68,6 +76,7 @@ struct event_fetch {
     __u8 arg_kinds[6];
     __u8 submit_on_enter; /* execve/exit: the image or the task is gone at sys_exit */
     __u8 pad;
+    __u32 derived;        /* the security event built from this syscall at sys_exit, or 0 */
 };
 
 /* Policy sets are versioned so a reload swaps them atomically: the maps that

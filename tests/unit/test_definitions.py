@@ -220,6 +220,7 @@ def test_default_set_follows_tracee() -> None:
         "setfsuid", "setfsgid", "init_module", "fchownat", "fchmodat", "setns",
         "process_vm_readv", "process_vm_writev", "finit_module", "memfd_create",
         "move_mount", "sched_process_exec",
+        "security_socket_connect", "security_socket_accept", "security_socket_bind",
     }
 
 

@@ -12,7 +12,7 @@ from pytracee.ebpf.libbpf import BpfError, BpfObject, num_possible_cpus
 from pytracee.ebpf.ringbuf import RingReader
 from pytracee.errors import EnvironmentProblem
 from pytracee.events import wire
-from pytracee.events.definitions import EVENTS
+from pytracee.events.definitions import DERIVED_FROM_SYSCALL, EVENTS
 from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
 from pytracee.policy.runtime import PolicyRuntime
 
@@ -90,7 +90,8 @@ class Tracer:
             if d.syscall:
                 kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
                 fetch.update(d.id.to_bytes(4, "little"),
-                             wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter)))
+                             wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter),
+                                                   DERIVED_FROM_SYSCALL.get(d.id, 0)))
         self.apply(runtime)
         for prog, tp in PROGRAMS:
             obj.program(prog).attach_raw_tracepoint(tp)

@@ -69,6 +69,8 @@ class EventDef:
     kernel_kinds: tuple[int, ...] = ()  # syscalls: fetch kind per arg position
     submit_on_enter: bool = False
     internal: bool = False
+    # Security events: the syscalls the kernel builds them from at sys_exit.
+    derived_from: tuple[str, ...] = ()
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -104,10 +106,11 @@ def _syscall(nr: int, name: str, sets: tuple[str, ...], fields: tuple[tuple[str,
     )
 
 
-def _event(eid: int, name: str, sets: tuple[str, ...], fields: str) -> EventDef:
+def _event(eid: int, name: str, sets: tuple[str, ...], fields: str,
+           derived_from: tuple[str, ...] = ()) -> EventDef:
     """A kernel event; fields written as Tracee lists them: 'type name; type name'."""
     args = tuple(ArgDef(n, t) for t, n in (f.rsplit(" ", 1) for f in fields.split("; ")))
-    return EventDef(id=eid, name=name, sets=sets, args=args)
+    return EventDef(id=eid, name=name, sets=sets, args=args, derived_from=derived_from)
 
 
 _KERNEL_EVENTS = (
@@ -137,6 +140,27 @@ _KERNEL_EVENTS = (
 )
 
 
+# Security events (Tracee's LSM-hook events), built from syscalls: bpf/common/security.h.
+_SECURITY_EVENTS = (
+    _event(727, "magic_write", (), "string pathname; []byte bytes; uint32 dev; uint64 inode",
+           ("write", "pwrite64", "writev", "pwritev")),
+    _event(732, "security_file_open", ("lsm_hooks", "fs", "fs_file_ops"),
+           "string pathname; int32 flags; uint32 dev; uint64 inode; uint64 ctime; "
+           "string syscall_pathname", ("open", "openat", "openat2", "creat")),
+    _event(734, "security_socket_create", ("lsm_hooks", "net", "net_sock"),
+           "int32 family; int32 type; int32 protocol; int32 kern", ("socket",)),
+    _event(735, "security_socket_listen", ("lsm_hooks", "net", "net_sock"),
+           "int32 sockfd; SockAddr local_addr; int32 backlog", ("listen",)),
+    _event(736, "security_socket_connect", ("default", "lsm_hooks", "net", "net_sock"),
+           "int32 sockfd; int32 type; SockAddr remote_addr", ("connect",)),
+    _event(737, "security_socket_accept", ("default", "lsm_hooks", "net", "net_sock"),
+           "int32 sockfd; SockAddr local_addr", ("accept", "accept4")),
+    _event(738, "security_socket_bind", ("default", "lsm_hooks", "net", "net_sock"),
+           "int32 sockfd; SockAddr local_addr", ("bind",)),
+    _event(749, "socket_dup", (), "int32 oldfd; int32 newfd; SockAddr remote_addr",
+           ("dup", "dup2", "dup3")),
+)
+
 _USER_EVENTS = (
     # Every policy reload, applied or refused, so the output records what was active when.
     _event(POLICY_RELOAD, "policy_reload", ("pytracee",),
@@ -146,7 +170,8 @@ _USER_EVENTS = (
 
 def _build() -> dict[int, EventDef]:
     events: dict[int, EventDef] = {}
-    for ev in (*(_syscall(*row) for row in SYSCALLS), *_KERNEL_EVENTS, *_USER_EVENTS):
+    for ev in (*(_syscall(*row) for row in SYSCALLS), *_KERNEL_EVENTS, *_SECURITY_EVENTS,
+               *_USER_EVENTS):
         if ev.id in events:
             raise ValueError(f"duplicate event id {ev.id}: {events[ev.id].name}, {ev.name}")
         events[ev.id] = ev
@@ -155,6 +180,9 @@ def _build() -> dict[int, EventDef]:
 
 EVENTS: dict[int, EventDef] = _build()
 BY_NAME: dict[str, EventDef] = {ev.name: ev for ev in EVENTS.values()}
+# syscall id -> the security event built from it (one per syscall, by construction).
+DERIVED_FROM_SYSCALL: dict[int, int] = {
+    BY_NAME[sc].id: ev.id for ev in _SECURITY_EVENTS for sc in ev.derived_from}
 # Kernel header spellings of syscalls Tracee renamed, accepted by lookup(). Not
 # "afs_syscall": Tracee uses that name for the 32-bit-only syscall, which we lack.
 _NOT_ALIASES = frozenset({"afs_syscall"})

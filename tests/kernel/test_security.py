@@ -1,0 +1,171 @@
+"""Security events built at sys_exit from the kernel objects a syscall really used."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.kernel.harness import Session, of, run
+
+O_LARGEFILE = 0o100000  # the kernel adds it to f_flags of every 64-bit open
+
+
+def kdev(st: os.stat_result) -> int:
+    return os.major(st.st_dev) << 20 | os.minor(st.st_dev)  # the kernel's dev_t
+
+
+def py(comm: str, code: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """A Python workload that names itself `comm` first."""
+    prog = f"open('/proc/self/comm', 'w').write({comm!r})\n" + textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-c", prog], cwd=cwd, capture_output=True, text=True,
+                          timeout=60, check=True)
+
+
+def test_file_open_resolves_relative_symlinked_path(syscaller: Path, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    real = tmp_path / "real.txt"
+    real.write_text("x")
+    (tmp_path / "link").symlink_to("real.txt")
+    with Session(["security_file_open"], ["comm=pt-fopen"]) as s:
+        subprocess.run([str(syscaller), "-c", "pt-fopen", "open", "../link", "0"], cwd=tmp_path / "sub",
+                       check=True, capture_output=True)
+        subprocess.run([str(syscaller), "-c", "pt-fopen", "open", "../missing", "0"], cwd=tmp_path / "sub",
+                       check=True, capture_output=True)
+        events = s.drain()
+    mine = [e for e in of(events, "security_file_open") if e.arg("syscall_pathname").startswith("../")]
+    assert len(mine) == 1  # the failed open has no file, so no event
+    ev = mine[0]
+    st = os.stat(real)
+    assert ev.arg("pathname") == str(real)
+    assert ev.arg("syscall_pathname") == "../link"
+    assert ev.arg("flags") == os.O_RDONLY | O_LARGEFILE
+    assert (ev.arg("dev"), ev.arg("inode"), ev.arg("ctime")) == (kdev(st), st.st_ino, st.st_ctime_ns)
+    assert ev.retval == 3
+
+
+def test_file_open_through_a_bind_mount(syscaller: Path, tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "f").write_text("x")
+    subprocess.run(["mount", "--bind", str(src), str(dst)], check=True)
+    try:
+        with Session(["security_file_open"], ["comm=pt-bind"]) as s:
+            run(syscaller, "-c", "pt-bind", "open", dst / "f", "0")
+            events = s.drain()
+    finally:
+        subprocess.run(["umount", str(dst)], check=True)
+    mine = [e for e in of(events, "security_file_open") if e.arg("syscall_pathname") == str(dst / "f")]
+    assert [e.arg("pathname") for e in mine] == [str(dst / "f")]
+
+
+def test_file_open_reports_the_file_opened_when_the_symlink_is_swapped(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("a")
+    b.write_text("b")
+    link = tmp_path / "link"
+    link.symlink_to(a)
+    code = f"""
+        import os, threading
+        link, a, b, tmp = {str(link)!r}, {str(a)!r}, {str(b)!r}, {str(tmp_path / 'tmp')!r}
+        stop = False
+        def flip():
+            i = 0
+            while not stop:
+                os.symlink(b if i % 2 else a, tmp)
+                os.replace(tmp, link)
+                i += 1
+        t = threading.Thread(target=flip)
+        t.start()
+        seen = set()
+        for _ in range(3000):
+            fd = os.open(link, os.O_RDONLY)
+            seen.add(os.read(fd, 1))
+            os.close(fd)
+        stop = True
+        t.join()
+        print(len(seen))
+    """
+    with Session(["security_file_open"], ["comm=pt-toctou"]) as s:
+        res = py("pt-toctou", code)
+        events = s.drain()
+    assert res.stdout.strip() == "2"  # both targets were really opened
+    ino = {os.stat(a).st_ino: str(a), os.stat(b).st_ino: str(b)}
+    mine = [e for e in of(events, "security_file_open") if e.arg("syscall_pathname") == str(link)]
+    assert len(mine) == 3000
+    assert {e.arg("pathname") for e in mine} == {str(a), str(b)}
+    for e in mine:  # the path is always the file behind the fd, never a guess from the string
+        assert ino[e.arg("inode")] == e.arg("pathname")
+
+
+def test_magic_write_only_at_offset_zero_of_regular_files(tmp_path: Path) -> None:
+    target = tmp_path / "dropped"
+    code = f"""
+        import os
+        fd = os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"\\x7fELF" + bytes(range(60)))     # offset 0: event, first 32 bytes
+        os.write(fd, b"later")                             # offset 64: none
+        os.pwrite(fd, b"#!/bin/sh", 0)                     # pwrite at 0: event
+        os.writev(fd, [b"abc", b"def"])                    # offset 73: none
+        os.close(fd)
+        r, w = os.pipe()
+        os.write(w, b"pipe")                               # not a regular file: none
+    """
+    with Session(["magic_write"], ["comm=pt-magic"]) as s:
+        py("pt-magic", code)
+        events = s.drain()
+    st = os.stat(target)
+    got = [(e.arg("pathname"), e.arg("bytes"), e.retval) for e in of(events, "magic_write")]
+    assert got == [(str(target), (b"\x7fELF" + bytes(range(60)))[:32], 64),
+                   (str(target), b"#!/bin/sh", 9)]
+    assert {(e.arg("dev"), e.arg("inode")) for e in of(events, "magic_write")} == {(kdev(st), st.st_ino)}
+
+
+def test_socket_events_and_reverse_shell_dup2() -> None:
+    code = """
+        import os, socket
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(7)
+        port = srv.getsockname()[1]
+        cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        cli.connect(("127.0.0.1", port))
+        conn, _ = srv.accept()
+        for fd in (0, 1, 2):
+            os.dup2(cli.fileno(), fd)
+        with open(os.environ["PT_OUT"], "w") as f:
+            f.write(f"{port} {cli.getsockname()[1]} {srv.fileno()} {cli.fileno()}")
+    """
+    events_all = ["security_socket_create", "security_socket_bind", "security_socket_listen",
+                  "security_socket_connect", "security_socket_accept", "socket_dup"]
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"pt-sock-{os.getpid()}"
+    with Session(events_all, ["comm=pt-sock"]) as s:
+        env = dict(os.environ, PT_OUT=str(out))
+        prog = "open('/proc/self/comm', 'w').write('pt-sock')\n" + textwrap.dedent(code)
+        subprocess.run([sys.executable, "-c", prog], env=env, check=True, timeout=60,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+        events = s.drain()
+    port, cport, srv_fd, cli_fd = map(int, out.read_text().split())
+    out.unlink()
+    loop = {"sa_family": "AF_INET", "sin_addr": "127.0.0.1"}
+    creates = [(e.arg("family"), e.arg("type"), e.arg("protocol")) for e in of(events, "security_socket_create")]
+    assert creates[:2] == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)] * 2
+    bind = of(events, "security_socket_bind")
+    assert [(e.arg("sockfd"), e.arg("local_addr")) for e in bind] == [
+        (srv_fd, {**loop, "sin_port": "0"})]
+    listen = of(events, "security_socket_listen")
+    assert [(e.arg("sockfd"), e.arg("local_addr"), e.arg("backlog")) for e in listen] == [
+        (srv_fd, {**loop, "sin_port": str(port)}, 7)]
+    connect = of(events, "security_socket_connect")
+    assert [(e.arg("sockfd"), e.arg("type"), e.arg("remote_addr"), e.retval) for e in connect] == [
+        (cli_fd, socket.SOCK_STREAM, {**loop, "sin_port": str(port)}, 0)]
+    accept = of(events, "security_socket_accept")
+    assert [(e.arg("sockfd"), e.arg("local_addr")) for e in accept] == [
+        (srv_fd, {**loop, "sin_port": str(port)})]
+    dups = [(e.arg("oldfd"), e.arg("newfd"), e.arg("remote_addr")) for e in of(events, "socket_dup")]
+    assert dups == [(cli_fd, fd, {**loop, "sin_port": str(port)}) for fd in (0, 1, 2)]
+    assert cport != port
