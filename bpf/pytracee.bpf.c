@@ -75,12 +75,18 @@ struct {
     __type(value, struct scope_eq);
 } scope_num SEC(".maps");
 
-/* tgid -> policies that follow this process (follow, tree=PID). */
+/* tgid -> per policy slot, the policies that follow this process (follow,
+ * tree=PID). Per slot, because policy bits mean different policies in the
+ * two sets; user space clears a slot before it writes a new set there. */
+struct follow_bits {
+    __u64 bits[POLICY_SLOTS];
+};
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
     __type(key, __u32);
-    __type(value, __u64);
+    __type(value, struct follow_bits);
 } follow_map SEC(".maps");
 
 struct saved_args {
@@ -207,8 +213,8 @@ __noinline __u64 scope_match(__u32 version, __u64 policies)
             res &= ~c->new_pid;
     }
     if ((policies & (c->tree | c->follow))) {
-        __u64 *followed = bpf_map_lookup_elem(&follow_map, &tgid);
-        __u64 f = followed ? *followed : 0;
+        struct follow_bits *followed = bpf_map_lookup_elem(&follow_map, &tgid);
+        __u64 f = followed ? followed->bits[slot & 1] : 0;
         res &= ~c->tree | f;          /* tree=PID: only that tree */
         res |= f & c->follow & policies; /* follow: descendants match whatever else */
     }
@@ -339,7 +345,8 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     }
     struct saved_args fresh = {.matched = matched, .syscall = id, .version = version, .state = state};
     __builtin_memcpy(fresh.args, args, sizeof(args));
-    bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY);
+    if (bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY)) /* table full: say so */
+        count_stat(STAT_LOST_OTHER, (event_policies(version, id) & matched) ? id : ef->derived);
     return 0;
 }
 
@@ -422,16 +429,28 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
     __u32 slot = version & 1;
     struct scope_config *c = bpf_map_lookup_elem(&scope_cfg, &slot);
 
-    /* A new process inherits what its parent is followed for. */
+    /* A new process inherits what its parent is followed for, in both slots
+     * (a reload may be switching sets right now), plus the active set's follow
+     * policies its parent is in scope for. */
     __u32 child_pid = BPF_CORE_READ(child, pid);
     __u32 child_tgid = BPF_CORE_READ(child, tgid);
-    if (c && (c->follow | c->tree) && child_pid == child_tgid) {
+    if (child_pid == child_tgid) {
         __u32 ptgid = BPF_CORE_READ(parent, tgid);
-        __u64 *pf = bpf_map_lookup_elem(&follow_map, &ptgid);
-        __u64 bits = pf ? *pf : 0;
-        bits |= scope_match(version, c->follow);
-        if (bits)
-            bpf_map_update_elem(&follow_map, &child_tgid, &bits, BPF_ANY);
+        struct follow_bits *pf = bpf_map_lookup_elem(&follow_map, &ptgid);
+        struct follow_bits fb = {};
+        if (pf) {
+            fb.bits[0] = pf->bits[0];
+            fb.bits[1] = pf->bits[1];
+        }
+        if (c && c->follow) {
+            __u64 mine = scope_match(version, c->follow);
+            if (slot)
+                fb.bits[1] |= mine;
+            else
+                fb.bits[0] |= mine;
+        }
+        if (fb.bits[0] | fb.bits[1])
+            bpf_map_update_elem(&follow_map, &child_tgid, &fb, BPF_ANY);
     }
 
     __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_FORK));
@@ -478,7 +497,9 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 {
     struct task_struct *t = (struct task_struct *)ctx->args[0];
     struct linux_binprm *bprm = (struct linux_binprm *)ctx->args[2];
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    /* The thread that called exec: a non-leader thread took the leader's pid
+     * since (de_thread), but the comm was saved under its own tid. */
+    __u32 tid = ctx->args[1];
     char *prev = bpf_map_lookup_elem(&prev_comm_map, &tid);
 
     __u32 version = active_version();

@@ -133,6 +133,8 @@ static long str_arr_step(__u64 i, void *data)
         w->ended = 1;
         return 1;
     }
+    if (i >= MAX_STR_ARR)
+        return 1; /* one past the bound: only looked for the terminating NULL */
     __u32 off = w->off;
     if (off > ARGS_LIMIT)
         return 1;
@@ -154,7 +156,7 @@ static __always_inline __u32 put_str_arr(struct event_buf *b, __u32 off, __u8 id
         return off;
     struct str_arr_walk w = {.b = b, .arr = arr, .off = off + 4};
     if (arr)
-        bpf_loop(MAX_STR_ARR, str_arr_step, &w, 0);
+        bpf_loop(MAX_STR_ARR + 1, str_arr_step, &w, 0);
     else
         w.ended = 1;
     __u8 truncated = !w.ended;

@@ -10,7 +10,7 @@
 #define PATH_BUF_SIZE 8192
 #define PATH_MAX_LEN 4096
 #define NAME_MASK 255
-#define MAX_PATH_COMPONENTS 48
+#define MAX_PATH_COMPONENTS 128
 
 struct path_buf {
     char data[PATH_BUF_SIZE];
@@ -31,6 +31,7 @@ struct path_walk {
     struct mount *mnt_parent;
     __u32 off;
     __u8 written;
+    __u8 complete; /* reached the root (or a pseudo file's own name) */
 };
 
 /* One step up the tree: a name, or a hop from a mount root to its mountpoint. */
@@ -43,11 +44,15 @@ static long path_step(__u64 i, void *data)
     struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
     struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
     if (dentry == mnt_root || dentry == parent) {
-        if (dentry != mnt_root)
+        if (dentry != mnt_root) {
+            w->complete = 1;
             return 1; /* not mounted anywhere: pipe:, socket:, memfd: */
+        }
         struct mount *up = w->mnt_parent;
-        if (mnt == up)
+        if (mnt == up) {
+            w->complete = 1;
             return 1; /* the namespace root */
+        }
         w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
         w->mnt = up;
         w->mnt_parent = BPF_CORE_READ(up, mnt_parent);
@@ -92,6 +97,14 @@ __noinline int resolve_path(__u64 dentry_addr, __u64 vfsmnt_addr)
     };
     pb->data[PATH_MAX_LEN & (PATH_BUF_SIZE - 1)] = 0;
     bpf_loop(MAX_PATH_COMPONENTS, path_step, &w, 0);
+    if (w.written && !w.complete && w.off >= 3) {
+        /* Too deep or too long: say the start is missing, so a partial path
+         * is never taken for an absolute one. */
+        w.off -= 3;
+        pb->data[w.off & (PATH_MAX_LEN - 1)] = '.';
+        pb->data[(w.off + 1) & (PATH_MAX_LEN - 1)] = '.';
+        pb->data[(w.off + 2) & (PATH_MAX_LEN - 1)] = '.';
+    }
     if (w.written)
         return w.off & (PATH_MAX_LEN - 1);
     /* Nothing above the dentry: the root itself ("/"), or a dentry that

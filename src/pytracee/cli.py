@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import orjson
 
+from pytracee.config import LOG_LEVELS, load_config
 from pytracee.errors import EnvironmentProblem, UsageError
 from pytracee.events import definitions
 from pytracee.events.definitions import EVENTS, EventDef
@@ -158,7 +159,10 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
                    "(Ctrl-C to stop)", err=True)
         pipeline.run(tick)
         for sink in pipeline.sinks:
-            sink.close()
+            try:
+                sink.close()
+            except OSError:
+                pipeline.counts.sink_errors += 1
         click.echo(pipeline.summary(), err=True)
     finally:
         tracer.close()
@@ -170,6 +174,7 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
     """SIGHUP, or a change in a --policy file or directory, reloads the policies."""
     import signal
 
+    from pytracee.ebpf.libbpf import BpfError
     from pytracee.policy.reload import PolicyWatcher, reload_event, self_context
 
     hup = [False]
@@ -187,11 +192,12 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
         current = pipeline.runtime
         try:
             new = policy_runtime(current.version + 1, policies, events, scope)
-        except UsageError as exc:
+            pipeline.reload(new)
+        except (UsageError, BpfError) as exc:
+            # A kernel refusal leaves the new set unswitched: the running one stays.
             log.error("policy reload refused, the running policies stay: %s", exc)
             pipeline.emit(reload_event(ctx, current.version, current.names, str(exc)))
             return
-        pipeline.reload(new)
         log.info("policies reloaded (version %d): %s", new.version, ", ".join(new.names))
         pipeline.emit(reload_event(ctx, new.version, new.names, None))
 
@@ -202,8 +208,6 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     """--config FILE: flag values from YAML; flags given on the command line win."""
     if value is None:
         return None
-    from pytracee.config import load_config
-
     try:
         ctx.default_map = {**(ctx.default_map or {}), **load_config(value)}
     except UsageError as exc:
@@ -227,7 +231,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("-b", "--buffers", "buffers", multiple=True, metavar="kernel.events=PAGES",
               help="Ring buffer size in pages (power of two; default 4096 = 16 MiB).")
 @click.option("-l", "--log-level", default="warning",
-              type=click.Choice(["debug", "info", "warning", "error"]), help="Log level.")
+              type=click.Choice(LOG_LEVELS), help="Log level.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],

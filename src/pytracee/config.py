@@ -18,6 +18,7 @@ import yaml
 
 from pytracee.errors import UsageError
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
 # config key -> (click parameter name, takes a list)
 _KEYS: dict[str, tuple[str, bool]] = {
     "events": ("events", True),
@@ -40,10 +41,14 @@ def load_config(path: str) -> dict[str, Any]:
             root = yaml.compose(fh)
     except OSError as exc:
         raise UsageError(f"cannot read config file: {exc.strerror}", where=path) from None
+    except UnicodeDecodeError:
+        raise UsageError("config file is not UTF-8 text", where=path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise UsageError(f"invalid YAML: {exc.problem}", where=f"{path}{line}") from None
+    except yaml.YAMLError as exc:  # e.g. a control character (reader error)
+        raise UsageError(f"invalid YAML: {exc}".splitlines()[0], where=path) from None
     if root is None:
         return {}
     if not isinstance(root, yaml.MappingNode):
@@ -58,6 +63,9 @@ def load_config(path: str) -> dict[str, Any]:
         if is_list:
             out[name] = _strings(path, key, value_node)
         elif isinstance(value_node, yaml.ScalarNode):
+            if value_node.value not in LOG_LEVELS:
+                raise UsageError(f"log-level must be one of {', '.join(LOG_LEVELS)}",
+                                 token=value_node.value, where=_where(path, value_node))
             out[name] = value_node.value
         else:
             raise UsageError(f"{key!r} takes a single value", token=key, where=_where(path, value_node))

@@ -37,6 +37,7 @@ class Pipeline:
     policy checks of the policy set it matched under, and the sinks."""
 
     KEEP_VERSIONS = 8  # policy sets remembered for events still in flight after reloads
+    DRAIN_LIMIT = 1 << 15  # records per read, about 50 ms of a storm
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
                  sinks: Sequence[Sink]) -> None:
@@ -47,6 +48,7 @@ class Pipeline:
         self.sinks = list(sinks)
         self.counts = Counts()
         self.stop_event = threading.Event()
+        self._warned: set[int] = set()
         self.handle_batch = self._make_handler()
 
     def policy_names(self, version: int) -> list[str]:
@@ -54,9 +56,10 @@ class Pipeline:
         return rt.names if rt is not None else []
 
     def reload(self, runtime: PolicyRuntime) -> None:
-        """Make `runtime` the active policy set, in the kernel and here."""
+        """Make `runtime` the active policy set, in the kernel and here. Events are
+        read in this thread, so none of the new version is seen before this returns."""
+        self.tracer.apply(runtime)  # raises before the switch if the kernel refuses
         self.runtimes[runtime.version] = runtime
-        self.tracer.apply(runtime)
         self.runtime = runtime
         for old in sorted(self.runtimes)[:-self.KEEP_VERSIONS]:
             del self.runtimes[old]
@@ -89,12 +92,12 @@ class Pipeline:
                 counts.pipeline_errors += len(views)
                 log.exception("failed to process %d events", len(views))
                 return
-            for sink in sinks:
+            for sink in list(sinks):
                 try:
                     sink.write_batch(events)
                 except OSError as exc:
-                    counts.sink_errors += len(events)  # e.g. a closed pipe; the others go on
-                    log.warning("output failed: %s", exc)
+                    counts.sink_errors += len(events)
+                    self._sink_failed(sink, exc)
 
         return handle_batch
 
@@ -103,22 +106,37 @@ class Pipeline:
         assert reader is not None
         n = 0
         if reader.wait(timeout_ms):
-            n = reader.drain_batches(self.handle_batch)
-            for sink in self.sinks:
+            # Bounded, so that reloads and stop requests are seen during a storm too.
+            n = reader.drain_batches(self.handle_batch, limit=self.DRAIN_LIMIT)
+            for sink in list(self.sinks):
                 try:
                     sink.flush()
-                except OSError:
+                except OSError as exc:
                     self.counts.sink_errors += 1
+                    self._sink_failed(sink, exc)
         return n
+
+    def _sink_failed(self, sink: Sink, exc: OSError) -> None:
+        """An output failed: counted. A reader that went away (closed pipe) ends that
+        output; when no output is left, tracing stops, as `pytracee | head` expects."""
+        if isinstance(exc, BrokenPipeError):
+            log.warning("output closed by its reader; it gets no more events")
+            self.sinks.remove(sink)
+            if not self.sinks:
+                self.stop_event.set()
+        elif id(sink) not in self._warned:
+            self._warned.add(id(sink))
+            log.warning("output failed (counted, keeps trying): %s", exc)
 
     def emit(self, ev: Event) -> None:
         """An event made in user space (e.g. policy_reload), straight to the sinks."""
-        for sink in self.sinks:
+        for sink in list(self.sinks):
             try:
                 sink.write_batch([ev])
                 sink.flush()
-            except OSError:
+            except OSError as exc:
                 self.counts.sink_errors += 1
+                self._sink_failed(sink, exc)
 
     def run(self, tick: Callable[[], None] | None = None) -> None:
         """Until SIGINT/SIGTERM (or stop_event): read, decode, filter, write.

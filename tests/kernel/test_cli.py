@@ -170,3 +170,23 @@ def test_policy_cannot_be_mixed_with_events_or_scope(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr == ("pytracee: --policy cannot be combined with --scope or --events "
                           "(put them in a policy file)\n")
+
+
+def test_reader_closing_the_pipe_stops_tracing_cleanly(syscaller: Path) -> None:
+    """`pytracee -o json | head -c 100`: once head is gone, pytracee stops by itself."""
+    proc = start("-e", "getppid", "-s", "comm=pt-pipe", "-o", "json")
+    assert proc.stdout is not None
+    subprocess.run([str(syscaller), "-c", "pt-pipe", "getppid", "10"], check=True)
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()
+    for _ in range(50):  # keep writing until pytracee notices the closed pipe
+        subprocess.run([str(syscaller), "-c", "pt-pipe", "getppid", "100"], check=True)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    lines = err.decode().splitlines()
+    assert "output closed by its reader" in lines[-2]
+    assert lines[-1].startswith("pytracee: events delivered: ")
+    assert "Traceback" not in err.decode()

@@ -28,6 +28,7 @@ def test_config_keys_become_flag_values(tmp_path: Path) -> None:
     ("log-level: [info]\n", 1, "'log-level' takes a single value"),
     ("events: [openat\n", 2, "invalid YAML"),
     ("- openat\n", 1, "a config file is a mapping"),
+    ("log-level: loud\n", 1, "log-level must be one of debug, info, warning, error"),
 ])
 def test_bad_config_names_file_and_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:
     cfg = tmp_path / "c.yaml"
@@ -64,3 +65,12 @@ def test_list_policies_prints_each_policy_and_reports_every_error(tmp_path: Path
     assert len(lines) == 2
     assert lines[0].startswith(f"pytracee: {bad}/a.yaml:5: ") and "nosuch" in lines[0]
     assert lines[1].startswith(f"pytracee: {bad}/b.yaml:3: ") and "comm>x" in lines[1]
+
+
+@pytest.mark.parametrize("raw", [b"events: [caf\xe9]\n", b"events: [a\x01]\n"])
+def test_undecodable_config_is_a_usage_error(tmp_path: Path, raw: bytes) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(raw)
+    with pytest.raises(UsageError) as err:
+        load_config(str(cfg))
+    assert str(err.value).startswith(f"{cfg}")

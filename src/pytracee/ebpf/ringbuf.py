@@ -145,7 +145,7 @@ class RingReader:
         return self.drain_batches(per_record, limit)
 
     def drain_batches(self, handle_batch: Callable[[list[memoryview]], object],
-                      limit: int = 1 << 30, batch: int = 1024) -> int:
+                      limit: int = 1 << 30, batch: int = 256) -> int:
         """Consume up to `limit` committed records, handing them over in lists of up to
         `batch` views; return the count. The space of a batch goes back to the
         kernel only after its callback returns, so the views stay valid until then.
@@ -163,16 +163,15 @@ class RingReader:
                     break
                 views: list[memoryview] = []
                 append = views.append
-                # Every record takes >= 8 bytes: this byte bound also caps the
-                # batch at `batch` (and `limit - n`) records.
-                stop = min(prod, cons + (min(batch, limit - n) << 3))
+                room = min(batch, limit - n)
                 busy = False
-                while cons < stop:
+                while cons < prod and room:
                     off = cons & mask
                     ln = hdr[off >> 2]
                     if ln < _DISCARD:  # committed, kept: the common case, one compare
                         cons += (ln + 15) & ~7  # header + data, rounded up to 8
                         append(body[off : off + ln])
+                        room -= 1
                     elif ln & _BUSY:
                         busy = True
                         break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Iterable
 from importlib import resources
@@ -24,6 +25,7 @@ PROGRAMS = (
     ("trace_sched_process_exit", "sched_process_exit"),
 )
 DEFAULT_RING_BYTES = 16 << 20
+FOLLOW_BITS = struct.Struct("<QQ")  # struct follow_bits: one policy bitmap per slot
 
 
 def bpf_object_path() -> Path:
@@ -121,12 +123,25 @@ class Tracer:
             nums.delete(key)
         for (fld, value), (eq, neq) in scope.nums.items():
             nums.update(NUM_KEY.pack(slot, fld, value & 0xFFFFFFFF), SCOPE_EQ.pack(eq, neq))
+        # Follow state is per slot: forget what the slot's previous set followed,
+        # then seed this set's tree=PID roots and their descendants.
         follow = self.obj.map("follow_map")
-        for pid, bits in descendants(scope.tree_roots).items():
+        for key in list(follow.keys()):
+            value = follow.lookup(key)
+            if value is None:
+                continue  # the process exited meanwhile
+            bits = list(FOLLOW_BITS.unpack(value))
+            bits[slot] = 0
+            if any(bits):
+                follow.update(key, FOLLOW_BITS.pack(*bits))
+            else:
+                follow.delete(key)
+        for pid, seed in descendants(scope.tree_roots).items():
             key = pid.to_bytes(4, "little")
-            old = follow.lookup(key)
-            have = int.from_bytes(old, "little") if old else 0
-            follow.update(key, (have | bits).to_bytes(8, "little"))
+            value = follow.lookup(key)
+            bits = list(FOLLOW_BITS.unpack(value)) if value else [0, 0]
+            bits[slot] |= seed
+            follow.update(key, FOLLOW_BITS.pack(*bits))
         cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))

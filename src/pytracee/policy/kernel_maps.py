@@ -25,6 +25,10 @@ U32_MAX = 0xFFFFFFFF
 _CONFIG_HEAD = struct.Struct(f"<{NFIELDS}Q{NFIELDS}Q6QII")
 _U32_ARRAY = struct.Struct(f"<{MAX_POLICIES}I")
 CONFIG_SIZE = _CONFIG_HEAD.size + 4 * _U32_ARRAY.size
+# Entries one policy set may use in the shared scope maps: half of each map
+# (bpf/pytracee.bpf.c), so the next set always fits beside the running one.
+MAX_COMM_ENTRIES = 1024
+MAX_NUM_ENTRIES = 16384
 SCOPE_EQ = struct.Struct("<QQ")
 NUM_KEY = struct.Struct("<HHI")    # slot, field, value
 COMM_KEY = struct.Struct("<I16s")  # slot, comm
@@ -141,6 +145,12 @@ def build(scopes: Sequence[Scope], wheres: Sequence[str] | None = None,
                 ks.tree_roots[pid] = ks.tree_roots.get(pid, 0) | bit
         if not rest.empty():
             userland[i] = rest
+    if len(ks.comm) > MAX_COMM_ENTRIES:
+        raise UsageError(f"too many comm values in scopes: {len(ks.comm)} "
+                         f"(at most {MAX_COMM_ENTRIES})", token="comm")
+    if len(ks.nums) > MAX_NUM_ENTRIES:
+        raise UsageError(f"too many pid/tid/uid/mntns/pidns values in scopes: {len(ks.nums)} "
+                         f"(at most {MAX_NUM_ENTRIES})", token="scope")
     return ks, userland
 
 
