@@ -329,7 +329,9 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         __u64 own = matched & event_policies(version, id);
         if (own)
             emit_syscall(t, ef, id, args, own, version, 0);
-        return 0;
+        /* exec: still save, for the process_execute_failed of a call that fails */
+        if (!ef->derived || !(matched & event_policies(version, ef->derived)))
+            return 0;
     }
     __s64 state = derived_enter_state(t, ef->derived, id, args);
 
@@ -380,7 +382,7 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     /* Syscalls no policy set selects stop here, before the per-thread hash
      * lookup. Both slots count: the call may have entered under the previous set. */
     struct event_fetch *ef = fetch_cfg(id);
-    if (!ef || ef->submit_on_enter)
+    if (!ef || (ef->submit_on_enter && !ef->derived))
         return 0;
     __u32 derived = ef->derived;
     if (!(event_policies(version, id) | event_policies(version + 1, id) |
@@ -396,7 +398,7 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     __u32 ver = sa->version;
     __u64 matched = sa->matched;
     __s64 ret = ctx->args[1];
-    __u64 own = matched & event_policies(ver, id);
+    __u64 own = ef->submit_on_enter ? 0 : matched & event_policies(ver, id); /* sent at entry */
     if (own)
         emit_syscall(t, ef, id, args, own, ver, ret);
     if (derived) {
@@ -578,5 +580,77 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
     bpf_map_delete_elem(&task_args, &tid);
     if (group_dead)
         bpf_map_delete_elem(&follow_map, &tgid);
+    return 0;
+}
+
+/* Start an event of a kernel tracepoint when a policy wants it for the
+ * current task: the scratch buffer with its header filled, or NULL. */
+static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id)
+{
+    __u32 version = active_version();
+    __u64 matched = scope_match(version, event_policies(version, event_id));
+    if (!matched)
+        return NULL;
+    struct event_buf *b = scratch_buf();
+    if (!b)
+        return NULL;
+    fill_header(&b->hdr, t, event_id, -1, version);
+    b->hdr.matched_policies = matched;
+    return b;
+}
+
+SEC("raw_tracepoint/task_rename")
+int trace_task_rename(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct task_struct *task = (struct task_struct *)ctx->args[0];
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    if (task != t)
+        return 0; /* renames of other tasks (/proc/PID/comm writes) are not ours to attribute */
+    struct event_buf *b = begin_event(t, EVENT_TASK_RENAME);
+    if (!b)
+        return 0;
+    __u32 off = put_str(b, 0, 0, &task->comm, 0);                 /* old_name: not yet replaced */
+    off = put_str(b, off, 1, (const char *)ctx->args[1], 0);      /* new_name */
+    submit(b, off);
+    return 0;
+}
+
+static __always_inline int cgroup_dir_event(struct bpf_raw_tracepoint_args *ctx, __u32 event_id)
+{
+    struct cgroup *cgrp = (struct cgroup *)ctx->args[0];
+    struct event_buf *b = begin_event((struct task_struct *)bpf_get_current_task(), event_id);
+    if (!b)
+        return 0;
+    __u32 off = put_int(b, 0, 0, BPF_CORE_READ(cgrp, kn, id));         /* cgroup_id */
+    off = put_str(b, off, 1, (const char *)ctx->args[1], 0);           /* cgroup_path */
+    off = put_int(b, off, 2, BPF_CORE_READ(cgrp, root, hierarchy_id)); /* hierarchy_id */
+    submit(b, off);
+    return 0;
+}
+
+SEC("raw_tracepoint/cgroup_mkdir")
+int trace_cgroup_mkdir(struct bpf_raw_tracepoint_args *ctx)
+{
+    return cgroup_dir_event(ctx, EVENT_CGROUP_MKDIR);
+}
+
+SEC("raw_tracepoint/cgroup_rmdir")
+int trace_cgroup_rmdir(struct bpf_raw_tracepoint_args *ctx)
+{
+    return cgroup_dir_event(ctx, EVENT_CGROUP_RMDIR);
+}
+
+SEC("raw_tracepoint/cgroup_attach_task")
+int trace_cgroup_attach_task(struct bpf_raw_tracepoint_args *ctx)
+{
+    struct task_struct *task = (struct task_struct *)ctx->args[2];
+    struct event_buf *b = begin_event((struct task_struct *)bpf_get_current_task(),
+                                      EVENT_CGROUP_ATTACH_TASK);
+    if (!b)
+        return 0;
+    __u32 off = put_str(b, 0, 0, (const char *)ctx->args[1], 0);  /* cgroup_path */
+    off = put_str(b, off, 1, &task->comm, 0);                    /* comm */
+    off = put_int(b, off, 2, BPF_CORE_READ(task, pid));           /* pid */
+    submit(b, off);
     return 0;
 }

@@ -26,6 +26,14 @@
 #define EVENT_SECURITY_SOCKET_ACCEPT 737
 #define EVENT_SECURITY_SOCKET_BIND 738
 #define EVENT_SOCKET_DUP 749
+#define EVENT_MEM_PROT_ALERT 724
+#define EVENT_CGROUP_ATTACH_TASK 728
+#define EVENT_CGROUP_MKDIR 729
+#define EVENT_CGROUP_RMDIR 730
+#define EVENT_SECURITY_SB_MOUNT 740
+#define EVENT_TASK_RENAME 767
+#define EVENT_PROCESS_EXECUTE_FAILED 779
+#define EVENT_SECURITY_SB_UMOUNT 794
 
 /* Fields that change per event come first; the task context after them is
  * one contiguous span that user space interns (same task -> same bytes). */

@@ -15,12 +15,63 @@
 #define NR_CREAT 85
 #define NR_DUP 32
 #define MAGIC_BYTES 32 /* FILE_MAGIC_HDR_SIZE in Tracee */
+#define NR_MMAP 9
+#define NR_EXECVEAT_ 322
+#define NR_UMOUNT2 166
+#define PROT_WRITE 0x2
+#define PROT_EXEC 0x4
+#define VM_PROT_MASK 0x7 /* VM_READ|VM_WRITE|VM_EXEC: the same bits as PROT_* */
+/* mem_prot_alert codes (Tracee's) */
+#define ALERT_MMAP_W_X 1
+#define ALERT_MPROT_X_ADD 2
+#define ALERT_MPROT_W_ADD 3
+#define ALERT_MPROT_W_REM 4
+
+struct vma_info {
+    __u64 flags;
+    struct file *file;
+    int found;
+};
+
+static long vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+    struct vma_info *v = data;
+    v->flags = BPF_CORE_READ(vma, vm_flags);
+    v->file = BPF_CORE_READ(vma, vm_file);
+    v->found = 1;
+    return 0;
+}
+
+/* The mapping at addr: its protection bits and file, from the VMA. */
+static __always_inline struct vma_info find_vma(__u64 addr)
+{
+    struct vma_info v = {};
+    /* bpf_find_vma wants a trusted task pointer: the BTF-typed current task. */
+    bpf_find_vma(bpf_get_current_task_btf(), addr, vma_cb, &v, 0);
+    return v;
+}
+
+/* mem_prot_alert code for a protection change, or 0. */
+static __always_inline __u32 mprotect_alert(__u32 prev, __u32 prot)
+{
+    if ((prev & PROT_WRITE) && !(prot & PROT_WRITE) && (prot & PROT_EXEC))
+        return ALERT_MPROT_W_REM; /* written, now executable: code was loaded */
+    if (!(prev & PROT_EXEC) && (prot & PROT_EXEC) && (prot & PROT_WRITE))
+        return ALERT_MPROT_X_ADD; /* becomes writable and executable */
+    if ((prev & PROT_EXEC) && !(prev & PROT_WRITE) && (prot & PROT_WRITE))
+        return ALERT_MPROT_W_ADD; /* executable code made writable */
+    return 0;
+}
 
 /* At sys_enter: what sys_exit cannot know any more. For writes, the file
  * offset before the call (magic_write fires for writes at offset 0). */
 static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 derived, long id,
                                                  __u64 *args)
 {
+    if (derived == EVENT_MEM_PROT_ALERT && id != NR_MMAP) { /* mprotect: protection before */
+        struct vma_info v = find_vma(args[0]);
+        return v.found ? (__s64)(v.flags & VM_PROT_MASK) : -1;
+    }
     if (derived != EVENT_MAGIC_WRITE)
         return 0;
     if (id == NR_WRITE || id == NR_WRITEV) {
@@ -109,6 +160,54 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         off = put_path(b, off, 0, &f->f_path);                       /* pathname */
         off = put_bytes(b, off, 1, ARG_BYTES, buf, n, 1);            /* bytes */
         off = put_file_identity(b, off, 2, BPF_CORE_READ(f, f_inode)); /* dev, inode */
+    } else if (derived == EVENT_MEM_PROT_ALERT) {
+        __u32 prot = args[2], alert = 0, prev = 0;
+        struct file *f = NULL;
+        if (id == NR_MMAP) {
+            if (ret < 0 && ret > -4096)
+                return 0;
+            if ((prot & (PROT_WRITE | PROT_EXEC)) != (PROT_WRITE | PROT_EXEC))
+                return 0;
+            alert = ALERT_MMAP_W_X;
+            f = fd_file(t, (__s32)args[4]);
+        } else {
+            if (ret != 0 || state < 0)
+                return 0;
+            prev = state;
+            alert = mprotect_alert(prev, prot);
+            if (!alert)
+                return 0;
+            f = find_vma(args[0]).file;
+        }
+        off = put_int(b, off, 0, alert);                                     /* alert */
+        off = put_int(b, off, 1, id == NR_MMAP ? (__u64)ret : args[0]);      /* addr */
+        off = put_int(b, off, 2, args[1]);                                   /* len */
+        off = put_int(b, off, 3, prot);                                      /* prot */
+        off = put_int(b, off, 4, prev);                                      /* prev_prot */
+        if (f) {
+            struct inode *inode = BPF_CORE_READ(f, f_inode);
+            off = put_path(b, off, 5, &f->f_path);                           /* pathname */
+            off = put_file_identity(b, off, 6, inode);                       /* dev, inode */
+            off = put_int(b, off, 8, inode_ctime(inode));                    /* ctime */
+        }
+    } else if (derived == EVENT_SECURITY_SB_MOUNT) {
+        off = put_str(b, off, 0, (void *)args[0], 1);                        /* dev_name */
+        off = put_str(b, off, 1, (void *)args[1], 1);                        /* path */
+        off = put_str(b, off, 2, (void *)args[2], 1);                        /* type */
+        off = put_int(b, off, 3, args[3]);                                   /* flags */
+    } else if (derived == EVENT_SECURITY_SB_UMOUNT) {
+        off = put_str(b, off, 0, (void *)args[0], 1);                        /* mountpoint */
+        off = put_int(b, off, 2, args[1]);                                   /* flags */
+    } else if (derived == EVENT_PROCESS_EXECUTE_FAILED) {
+        if (ret >= 0)
+            return 0; /* it worked: the old image and its memory are gone anyway */
+        int at = id == NR_EXECVEAT_;
+        off = put_int(b, off, 0, at ? args[0] : (__u64)-100);               /* dirfd */
+        off = put_int(b, off, 1, at ? args[4] : 0);                          /* flags */
+        off = put_str(b, off, 2, (void *)args[at], 1);                       /* pathname */
+        off = put_int(b, off, 11, 0);                                        /* kernel_invoked */
+        off = put_str_arr(b, off, 12, (void *)args[at + 1]);                 /* argv */
+        off = put_str_arr(b, off, 13, (void *)args[at + 2]);                 /* envp */
     } else {
         return 0;
     }

@@ -139,7 +139,7 @@ def test_sigterm_stops_cleanly_and_detaches() -> None:
     proc = start("-e", "getppid", "-o", "none")
     try:
         mine = _link_ids(proc.pid)
-        assert len(mine) == 5  # sys_enter, sys_exit, sched_process_fork/exec/exit
+        assert len(mine) == 9  # sys_enter/exit, sched_process_fork/exec/exit, task_rename, cgroup x3
         assert mine <= _all_links()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -169,3 +169,89 @@ def test_socket_events_and_reverse_shell_dup2() -> None:
     dups = [(e.arg("oldfd"), e.arg("newfd"), e.arg("remote_addr")) for e in of(events, "socket_dup")]
     assert dups == [(cli_fd, fd, {**loop, "sin_port": str(port)}) for fd in (0, 1, 2)]
     assert cport != port
+
+
+def test_task_rename() -> None:
+    with Session(["task_rename"], ["comm=pt-before,pt-after"]) as s:
+        py("pt-before", "import ctypes; ctypes.CDLL(None).prctl(15, b'pt-after', 0, 0, 0)")
+        events = s.drain()
+    assert [(e.arg("old_name"), e.arg("new_name")) for e in of(events, "task_rename")] == [
+        ("pt-before", "pt-after")]
+
+
+def test_cgroup_mkdir_attach_rmdir(tmp_path: Path) -> None:
+    root = Path("/sys/fs/cgroup/unified")
+    cg = root / f"pt-test-{os.getpid()}"
+    with Session(["cgroup_mkdir", "cgroup_rmdir", "cgroup_attach_task"], ["comm=pt-cgroup"]) as s:
+        py("pt-cgroup", f"""
+            import os
+            os.mkdir({str(cg)!r})
+            open({str(cg / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))
+            open({str(root / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))
+            os.rmdir({str(cg)!r})
+        """)
+        events = s.drain()
+    name = f"/pt-test-{os.getpid()}"
+    mk = [(e.arg("cgroup_path"), e.arg("cgroup_id") > 0) for e in of(events, "cgroup_mkdir")]
+    rm = [e.arg("cgroup_path") for e in of(events, "cgroup_rmdir")]
+    att = [(e.arg("cgroup_path"), e.arg("comm")) for e in of(events, "cgroup_attach_task")]
+    assert mk == [(name, True)]
+    assert rm == [name]
+    assert att == [(name, "pt-cgroup"), ("/", "pt-cgroup")]
+    ids = {e.arg("cgroup_id") for e in of(events, "cgroup_mkdir") + of(events, "cgroup_rmdir")}
+    assert len(ids) == 1
+
+
+def test_mem_prot_alerts() -> None:
+    code = """
+        import ctypes, mmap
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        RW, RX, RWX = 3, 5, 7
+        wx = libc.mmap(None, 4096, RWX, 0x22, -1, 0)                # W+X at once: alert 1
+        jit = libc.mmap(None, 4096, RW, 0x22, -1, 0)
+        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # written, now exec: alert 4
+        assert libc.mprotect(ctypes.c_void_p(jit), 4096, 7) == 0      # exec made writable: alert 3
+        plain = libc.mmap(None, 4096, RW, 0x22, -1, 0)
+        assert libc.mprotect(ctypes.c_void_p(plain), 4096, 1) == 0    # read-only: no alert
+        open("/proc/self/comm", "w").write("pt-memdone")
+        print(wx, jit)
+    """
+    with Session(["mem_prot_alert"], ["comm=pt-mem"]) as s:
+        res = py("pt-mem", code)
+        events = s.drain()
+    wx, jit = map(int, res.stdout.split())
+    got = [(e.arg("alert"), int(e.arg("addr"), 16), e.arg("len"), e.arg("prot"), e.arg("prev_prot"))
+           for e in of(events, "mem_prot_alert")]
+    assert got == [(1, wx, 4096, 7, 0), (4, jit, 4096, 5, 3), (3, jit, 4096, 7, 5)]
+
+
+def test_mount_and_umount(tmp_path: Path) -> None:
+    target = tmp_path / "mnt"
+    target.mkdir()
+    with Session(["security_sb_mount", "security_sb_umount"], ["comm=mount,umount"]) as s:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "pt-tmpfs", str(target)], check=True)
+        subprocess.run(["umount", str(target)], check=True)
+        events = s.drain()
+    mounts = [(e.arg("dev_name"), e.arg("path"), e.arg("type"), e.retval)
+              for e in of(events, "security_sb_mount")]
+    assert mounts == [("pt-tmpfs", str(target), "tmpfs", 0)]
+    umounts = [(e.arg("mountpoint"), e.retval) for e in of(events, "security_sb_umount")]
+    assert umounts == [(str(target), 0)]
+
+
+def test_process_execute_failed(syscaller: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-binary"
+    notexec = tmp_path / "not-executable"
+    notexec.write_text("x")
+    with Session(["process_execute_failed", "execve"], ["comm=pt-execfail"]) as s:
+        run(syscaller, "-c", "pt-execfail", "spawn", "0", missing, "arg1")
+        run(syscaller, "-c", "pt-execfail", "spawn", "0", notexec)
+        run(syscaller, "-c", "pt-execfail", "spawn", "0", "/bin/true")
+        events = s.drain()
+    failed = [(e.arg("pathname"), e.arg("argv"), e.arg("dirfd"), e.retval)
+              for e in of(events, "process_execute_failed")]
+    assert failed == [(str(missing), [str(missing), "arg1"], -100, -2),
+                      (str(notexec), [str(notexec)], -100, -13)]
+    assert [e.arg("pathname") for e in of(events, "execve")] == [str(missing), str(notexec), "/bin/true"]

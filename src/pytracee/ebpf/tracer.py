@@ -23,6 +23,10 @@ PROGRAMS = (
     ("trace_sched_process_fork", "sched_process_fork"),
     ("trace_sched_process_exec", "sched_process_exec"),
     ("trace_sched_process_exit", "sched_process_exit"),
+    ("trace_task_rename", "task_rename"),
+    ("trace_cgroup_mkdir", "cgroup_mkdir"),
+    ("trace_cgroup_rmdir", "cgroup_rmdir"),
+    ("trace_cgroup_attach_task", "cgroup_attach_task"),
 )
 DEFAULT_RING_BYTES = 16 << 20
 FOLLOW_BITS = struct.Struct("<QQ")  # struct follow_bits: one policy bitmap per slot

@@ -137,6 +137,10 @@ _KERNEL_EVENTS = (
         SCHED_PROCESS_EXIT, "sched_process_exit", ("proc", "proc_life"),
         "int32 exit_code; int32 signal_code; bool process_group_exit",
     ),
+    _event(728, "cgroup_attach_task", (), "string cgroup_path; string comm; int32 pid"),
+    _event(729, "cgroup_mkdir", (), "uint64 cgroup_id; string cgroup_path; uint32 hierarchy_id"),
+    _event(730, "cgroup_rmdir", (), "uint64 cgroup_id; string cgroup_path; uint32 hierarchy_id"),
+    _event(767, "task_rename", ("proc",), "string old_name; string new_name"),
 )
 
 
@@ -159,6 +163,20 @@ _SECURITY_EVENTS = (
            "int32 sockfd; SockAddr local_addr", ("bind",)),
     _event(749, "socket_dup", (), "int32 oldfd; int32 newfd; SockAddr remote_addr",
            ("dup", "dup2", "dup3")),
+    _event(724, "mem_prot_alert", (),
+           "uint32 alert; trace.Pointer addr; uint64 len; int32 prot; int32 prev_prot; "
+           "string pathname; uint32 dev; uint64 inode; uint64 ctime",
+           ("mmap", "mprotect", "pkey_mprotect")),
+    _event(740, "security_sb_mount", ("default", "lsm_hooks", "fs"),
+           "string dev_name; string path; string type; uint64 flags", ("mount",)),
+    _event(794, "security_sb_umount", ("default", "lsm_hooks", "fs"),
+           "string mountpoint; string type; int32 flags", ("umount2",)),
+    _event(779, "process_execute_failed", ("proc",),
+           "int32 dirfd; int32 flags; string pathname; string binary.path; "
+           "uint32 binary.device_id; uint64 binary.inode_number; uint64 binary.ctime; "
+           "uint16 binary.inode_mode; string interpreter_path; uint16 stdin_type; "
+           "string stdin_path; int32 kernel_invoked; []string argv; []string envp",
+           ("execve", "execveat")),
 )
 
 _USER_EVENTS = (
