@@ -27,6 +27,8 @@
 #define EVENT_SECURITY_SOCKET_BIND 738
 #define EVENT_SOCKET_DUP 749
 #define EVENT_MEM_PROT_ALERT 724
+#define EVENT_COMMIT_CREDS 725
+#define EVENT_SWITCH_TASK_NS 726
 #define EVENT_CGROUP_ATTACH_TASK 728
 #define EVENT_CGROUP_MKDIR 729
 #define EVENT_CGROUP_RMDIR 730
@@ -62,6 +64,14 @@ struct event_header {
     __u32 pid_ns;
     char comm[TASK_COMM_LEN];
     char uts[UTS_LEN];
+};
+
+/* Credentials as Tracee's SlimCred, sent as ARG_BYTES of this layout. */
+struct slim_cred {
+    __u32 uid, gid, suid, sgid, euid, egid, fsuid, fsgid;
+    __u32 user_ns;
+    __u32 securebits;
+    __u64 cap_inheritable, cap_permitted, cap_effective, cap_bounding, cap_ambient;
 };
 
 /* Header flags. */

@@ -27,6 +27,63 @@
 #define ALERT_MPROT_W_ADD 3
 #define ALERT_MPROT_W_REM 4
 
+/* What a credential or namespace change is compared against: the task
+ * before the syscall, kept per thread only for the syscalls that need it. */
+struct before_state {
+    struct slim_cred cred;
+    __u32 ns[6]; /* mnt, pid (for children), uts, ipc, net, cgroup */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 8192);
+    __type(key, __u32);
+    __type(value, struct before_state);
+} before_map SEC(".maps");
+
+static __always_inline void read_cred(struct task_struct *t, struct slim_cred *c)
+{
+    const struct cred *cr = BPF_CORE_READ(t, cred);
+    c->uid = BPF_CORE_READ(cr, uid.val);
+    c->gid = BPF_CORE_READ(cr, gid.val);
+    c->suid = BPF_CORE_READ(cr, suid.val);
+    c->sgid = BPF_CORE_READ(cr, sgid.val);
+    c->euid = BPF_CORE_READ(cr, euid.val);
+    c->egid = BPF_CORE_READ(cr, egid.val);
+    c->fsuid = BPF_CORE_READ(cr, fsuid.val);
+    c->fsgid = BPF_CORE_READ(cr, fsgid.val);
+    c->user_ns = BPF_CORE_READ(cr, user_ns, ns.inum);
+    c->securebits = BPF_CORE_READ(cr, securebits);
+    c->cap_inheritable = BPF_CORE_READ(cr, cap_inheritable.val);
+    c->cap_permitted = BPF_CORE_READ(cr, cap_permitted.val);
+    c->cap_effective = BPF_CORE_READ(cr, cap_effective.val);
+    c->cap_bounding = BPF_CORE_READ(cr, cap_bset.val);
+    c->cap_ambient = BPF_CORE_READ(cr, cap_ambient.val);
+}
+
+/* No memcmp in BPF: compare as 64-bit words (sizes are multiples of 8). */
+static __always_inline int words_differ(const void *a, const void *b, int words)
+{
+    const __u64 *x = a, *y = b;
+    int differ = 0;
+#pragma unroll
+    for (int i = 0; i < 10; i++)
+        if (i < words && x[i] != y[i])
+            differ = 1;
+    return differ;
+}
+
+static __always_inline void read_ns(struct task_struct *t, __u32 *ns)
+{
+    struct nsproxy *p = BPF_CORE_READ(t, nsproxy);
+    ns[0] = BPF_CORE_READ(p, mnt_ns, ns.inum);
+    ns[1] = BPF_CORE_READ(p, pid_ns_for_children, ns.inum);
+    ns[2] = BPF_CORE_READ(p, uts_ns, ns.inum);
+    ns[3] = BPF_CORE_READ(p, ipc_ns, ns.inum);
+    ns[4] = BPF_CORE_READ(p, net_ns, ns.inum);
+    ns[5] = BPF_CORE_READ(p, cgroup_ns, ns.inum);
+}
+
 struct vma_info {
     __u64 flags;
     struct file *file;
@@ -71,6 +128,14 @@ static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 de
     if (derived == EVENT_MEM_PROT_ALERT && id != NR_MMAP) { /* mprotect: protection before */
         struct vma_info v = find_vma(args[0]);
         return v.found ? (__s64)(v.flags & VM_PROT_MASK) : -1;
+    }
+    if (derived == EVENT_COMMIT_CREDS || derived == EVENT_SWITCH_TASK_NS) {
+        __u32 tid = (__u32)bpf_get_current_pid_tgid();
+        struct before_state st = {};
+        read_cred(t, &st.cred);
+        read_ns(t, st.ns);
+        bpf_map_update_elem(&before_map, &tid, &st, BPF_ANY);
+        return 0;
     }
     if (derived != EVENT_MAGIC_WRITE)
         return 0;
@@ -190,6 +255,32 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
             off = put_file_identity(b, off, 6, inode);                       /* dev, inode */
             off = put_int(b, off, 8, inode_ctime(inode));                    /* ctime */
         }
+    } else if (derived == EVENT_COMMIT_CREDS || derived == EVENT_SWITCH_TASK_NS) {
+        __u32 tid = (__u32)bpf_get_current_pid_tgid();
+        struct before_state *before = bpf_map_lookup_elem(&before_map, &tid);
+        if (!before)
+            return 0;
+        struct before_state now = {};
+        int changed = 0;
+        if (derived == EVENT_COMMIT_CREDS) {
+            read_cred(t, &now.cred);
+            changed = words_differ(&now.cred, &before->cred, sizeof(now.cred) / 8);
+            if (changed) {
+                off = put_bytes(b, off, 0, ARG_BYTES, &before->cred, sizeof(now.cred), 0);
+                off = put_bytes(b, off, 1, ARG_BYTES, &now.cred, sizeof(now.cred), 0);
+            }
+        } else {
+            read_ns(t, now.ns);
+            changed = words_differ(now.ns, before->ns, sizeof(now.ns) / 8);
+            if (changed) {
+                off = put_int(b, off, 0, BPF_CORE_READ(t, pid));       /* pid */
+                for (int i = 0; i < 6; i++)                            /* new_mnt .. new_cgroup */
+                    off = put_int(b, off, i + 1, now.ns[i] != before->ns[i] ? now.ns[i] : 0);
+            }
+        }
+        bpf_map_delete_elem(&before_map, &tid);
+        if (!changed)
+            return 0;
     } else if (derived == EVENT_SECURITY_SB_MOUNT) {
         off = put_str(b, off, 0, (void *)args[0], 1);                        /* dev_name */
         off = put_str(b, off, 1, (void *)args[1], 1);                        /* path */

@@ -255,3 +255,52 @@ def test_process_execute_failed(syscaller: Path, tmp_path: Path) -> None:
     assert failed == [(str(missing), [str(missing), "arg1"], -100, -2),
                       (str(notexec), [str(notexec)], -100, -13)]
     assert [e.arg("pathname") for e in of(events, "execve")] == [str(missing), str(notexec), "/bin/true"]
+
+
+def test_commit_creds_on_setuid_and_not_on_a_no_op() -> None:
+    code = """
+        import os
+        os.setuid(0)        # no change: no event
+        os.setgid(1234)
+        os.setuid(1234)     # root gives up root: uids and capabilities change
+    """
+    with Session(["commit_creds"], ["comm=pt-creds"]) as s:
+        py("pt-creds", code)
+        events = s.drain()
+    got = of(events, "commit_creds")
+    assert len(got) == 2
+    gid_change, uid_change = got
+    assert (gid_change.arg("old_cred")["Gid"], gid_change.arg("new_cred")["Gid"]) == (0, 1234)
+    old, new = uid_change.arg("old_cred"), uid_change.arg("new_cred")
+    assert (old["Uid"], old["Euid"], old["Suid"], old["Fsuid"]) == (0, 0, 0, 0)
+    assert (new["Uid"], new["Euid"], new["Suid"], new["Fsuid"]) == (1234, 1234, 1234, 1234)
+    assert old["CapEffective"] != 0 and new["CapEffective"] == 0 and new["CapPermitted"] == 0
+    assert uid_change.retval == 0
+
+
+def test_switch_task_ns_on_unshare_and_setns(syscaller: Path) -> None:
+    import time
+
+    with Session(["switch_task_ns"], ["comm=unshare,nsenter"]) as s:
+        holder = subprocess.Popen(["unshare", "--mount", "--uts", "sleep", "30"])
+        try:
+            for _ in range(100):  # until it is in its new namespaces
+                if os.stat(f"/proc/{holder.pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino:
+                    break
+                time.sleep(0.05)
+            new_mnt = os.stat(f"/proc/{holder.pid}/ns/mnt").st_ino
+            new_uts = os.stat(f"/proc/{holder.pid}/ns/uts").st_ino
+            subprocess.run(["nsenter", "-t", str(holder.pid), "--mount", "true"], check=True)
+            events = s.drain()
+        finally:
+            holder.kill()
+    got = of(events, "switch_task_ns")
+    assert len(got) == 2
+    unshare, nsenter = got
+    assert (unshare.ctx.comm, unshare.ctx.host_pid) == ("unshare", holder.pid)
+    assert (unshare.arg("new_mnt"), unshare.arg("new_uts"), unshare.arg("new_pid"),
+            unshare.arg("new_ipc"), unshare.arg("new_net"), unshare.arg("new_cgroup")) == (
+        new_mnt, new_uts, 0, 0, 0, 0)
+    assert unshare.arg("pid") == holder.pid
+    assert nsenter.ctx.comm == "nsenter"
+    assert (nsenter.arg("new_mnt"), nsenter.arg("new_uts")) == (new_mnt, 0)

@@ -68,3 +68,11 @@ def test_scope_config_matches_btf() -> None:
     assert _btf_structs()["scope_num_key"] == (kernel_maps.NUM_KEY.size,
                                                [("slot", 0), ("field", 2), ("value", 4)])
     assert _btf_structs()["scope_comm_key"] == (kernel_maps.COMM_KEY.size, [("slot", 0), ("comm", 4)])
+
+
+def test_slim_cred_matches_btf() -> None:
+    size, members = _btf_structs()["slim_cred"]
+    assert size == wire.SLIM_CRED.size
+    assert [m for m, _ in members] == [
+        "uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid", "user_ns", "securebits",
+        "cap_inheritable", "cap_permitted", "cap_effective", "cap_bounding", "cap_ambient"]

@@ -27,6 +27,13 @@ TRUNCATED_MARK = "...(truncated)"
 _NO_ARGS: list[Any] = []  # shared by every event without args; never mutated
 
 
+def _int_conv_or_raw(type_: str) -> Callable[[int], Any]:
+    try:
+        return int_converter(type_)
+    except ValueError:
+        return int  # strings, arrays, structs: sent in their own encodings
+
+
 def _blob_strings(raw: bytes, truncated: bool) -> list[str]:
     """An argv/env area: NUL-separated strings, as the process laid them out."""
     if raw.endswith(b"\0"):
@@ -53,11 +60,11 @@ class Decoder:
         self.malformed = 0
 
     def _converters(self, d: EventDef) -> list[Callable[[int], Any]]:
+        """Per argument, how a raw integer from the kernel becomes its value
+        (arguments the kernel sends in other encodings never use theirs)."""
         conv = self._int_conv.get(d.id)
         if conv is None:
-            conv = [int_converter(a.type) if a.type not in ("string", "[]string", "SockAddr",
-                                                            "[]byte", "[2]int") else int
-                    for a in d.args]
+            conv = [_int_conv_or_raw(a.type) for a in d.args]
             self._int_conv[d.id] = conv
         return conv
 
@@ -160,6 +167,8 @@ class Decoder:
                     continue
                 if kind == wire.ARG_SOCKADDR:
                     out[idx] = decode_sockaddr(raw_b) if raw_b else {}
+                elif d.args[idx].type == "trace.SlimCred" and n == wire.SLIM_CRED.size:
+                    out[idx] = dict(zip(wire.SLIM_CRED_FIELDS, wire.SLIM_CRED.unpack(raw_b)))
                 elif kind == wire.ARG_INT_PAIR:
                     out[idx] = list(_PAIR(raw_b, 0)) if n == 8 else []
                 else:

@@ -167,6 +167,12 @@ _SECURITY_EVENTS = (
            "uint32 alert; trace.Pointer addr; uint64 len; int32 prot; int32 prev_prot; "
            "string pathname; uint32 dev; uint64 inode; uint64 ctime",
            ("mmap", "mprotect", "pkey_mprotect")),
+    _event(725, "commit_creds", (), "trace.SlimCred old_cred; trace.SlimCred new_cred",
+           ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+            "setfsuid", "setfsgid", "capset")),
+    _event(726, "switch_task_ns", (),
+           "int32 pid; uint32 new_mnt; uint32 new_pid; uint32 new_uts; uint32 new_ipc; "
+           "uint32 new_net; uint32 new_cgroup", ("setns", "unshare")),
     _event(740, "security_sb_mount", ("default", "lsm_hooks", "fs"),
            "string dev_name; string path; string type; uint64 flags", ("mount",)),
     _event(794, "security_sb_umount", ("default", "lsm_hooks", "fs"),

@@ -75,3 +75,9 @@ STAT_LOST_RING_FULL = 1
 STAT_LOST_OTHER = 2
 STAT_NAMES = {STAT_LOST_RING_FULL: "ring_full", STAT_LOST_OTHER: "submit_error"}
 STAT_NUM = 3
+
+# struct slim_cred, and the names Tracee's SlimCred has in JSON.
+SLIM_CRED = struct.Struct("<10I5Q")
+SLIM_CRED_FIELDS = ("Uid", "Gid", "Suid", "Sgid", "Euid", "Egid", "Fsuid", "Fsgid",
+                    "UserNamespace", "SecureBits", "CapInheritable", "CapPermitted",
+                    "CapEffective", "CapBounding", "CapAmbient")
