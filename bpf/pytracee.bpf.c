@@ -353,19 +353,37 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 }
 
 /* The security event derived from a syscall (security.h), with its own policies. */
-static __always_inline void emit_derived(struct task_struct *t, __u32 derived, long id,
-                                         __u64 *args, __u64 matched, __u32 version, __s64 ret,
-                                         __s64 state)
+/* What sys_exit knows about a call, for building its security event. */
+struct derived_call {
+    __u64 args[6];
+    __u64 matched;
+    __s64 ret;
+    __s64 state;
+    __s64 id;
+    __u32 derived;
+    __u32 version;
+};
+
+/* The security event derived from a syscall (security.h), with its own
+ * policies. A global function: the builders are verified once, apart from
+ * the sys_exit program, which would otherwise grow past the verifier's limit. */
+__noinline int emit_derived(struct derived_call *dc)
 {
+    if (!dc)
+        return 0;
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     struct event_buf *b = scratch_buf();
     if (!b)
-        return;
-    fill_header(&b->hdr, t, derived, id, version);
-    b->hdr.matched_policies = matched;
-    b->hdr.retval = ret;
+        return 0;
+    __u64 args[6];
+    __builtin_memcpy(args, dc->args, sizeof(args));
+    fill_header(&b->hdr, t, dc->derived, dc->id, dc->version);
+    b->hdr.matched_policies = dc->matched;
+    b->hdr.retval = dc->ret;
     __u32 off = 0;
-    if (build_derived(b, &off, t, derived, id, args, ret, state))
+    if (build_derived(b, &off, t, dc->derived, dc->id, args, dc->ret, dc->state))
         submit(b, off);
+    return 0;
 }
 
 SEC("raw_tracepoint/sys_exit")
@@ -404,7 +422,12 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     if (derived) {
         __u64 sec = matched & event_policies(ver, derived);
         if (sec)
-            emit_derived(t, derived, id, args, sec, ver, ret, sa->state);
+        {
+            struct derived_call dc = {.matched = sec, .ret = ret, .state = sa->state, .id = id,
+                                      .derived = derived, .version = ver};
+            __builtin_memcpy(dc.args, args, sizeof(args));
+            emit_derived(&dc);
+        }
     }
     return 0;
 }

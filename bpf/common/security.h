@@ -18,6 +18,10 @@
 #define NR_MMAP 9
 #define NR_EXECVEAT_ 322
 #define NR_UMOUNT2 166
+#define NR_UNLINKAT 263
+#define NR_RENAME 82
+#define NR_SYMLINK 88
+#define NR_MKNOD 133
 #define PROT_WRITE 0x2
 #define PROT_EXEC 0x4
 #define VM_PROT_MASK 0x7 /* VM_READ|VM_WRITE|VM_EXEC: the same bits as PROT_* */
@@ -82,6 +86,47 @@ static __always_inline void read_ns(struct task_struct *t, __u32 *ns)
     ns[3] = BPF_CORE_READ(p, ipc_ns, ns.inum);
     ns[4] = BPF_CORE_READ(p, net_ns, ns.inum);
     ns[5] = BPF_CORE_READ(p, cgroup_ns, ns.inum);
+}
+
+/* A path argument the way the kernel read it: absolute strings as they are,
+ * relative ones joined to the directory the kernel resolved them against
+ * (dirfd, or the working directory), so "../x" and a chdir'ed process still
+ * give an absolute path. The last component is the process's string: the
+ * file itself may be gone (unlink) or not exist yet (mknod). */
+#define AT_FDCWD_ -100
+static __always_inline __u32 put_at_path(struct event_buf *b, __u32 off, __u8 idx,
+                                         struct task_struct *t, __s64 dirfd, const char *user)
+{
+    char first = 0;
+    bpf_probe_read_user(&first, 1, user);
+    struct path_buf *pb = path_buf();
+    if (first == '/' || !user || !pb)
+        return put_str(b, off, idx, user, 1);
+    struct dentry *d = NULL;
+    struct vfsmount *m = NULL;
+    if ((__s32)dirfd == AT_FDCWD_) {
+        struct fs_struct *fs = BPF_CORE_READ(t, fs);
+        d = BPF_CORE_READ(fs, pwd.dentry);
+        m = BPF_CORE_READ(fs, pwd.mnt);
+    } else {
+        struct file *f = fd_file(t, (__s32)dirfd);
+        if (!f)
+            return put_str(b, off, idx, user, 1);
+        d = BPF_CORE_READ(f, f_path.dentry);
+        m = BPF_CORE_READ(f, f_path.mnt);
+    }
+    int start = resolve_path((__u64)d, (__u64)m);
+    if (start < 0)
+        return put_str(b, off, idx, user, 1);
+    /* The directory ends at PATH_MAX_LEN (its NUL); the name goes after a '/'
+     * (or right after the root's own '/'). */
+    if (start == PATH_MAX_LEN - 1) {
+        bpf_probe_read_user_str(&pb->data[PATH_MAX_LEN], PATH_MAX_LEN - 1, user);
+    } else {
+        pb->data[PATH_MAX_LEN] = '/';
+        bpf_probe_read_user_str(&pb->data[PATH_MAX_LEN + 1], PATH_MAX_LEN - 1, user);
+    }
+    return put_str(b, off, idx, &pb->data[start & (PATH_MAX_LEN - 1)], 0);
 }
 
 struct vma_info {
@@ -281,6 +326,30 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         bpf_map_delete_elem(&before_map, &tid);
         if (!changed)
             return 0;
+    } else if (derived == EVENT_SECURITY_INODE_UNLINK) {
+        if (ret != 0)
+            return 0;
+        int at = id == NR_UNLINKAT;
+        off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]); /* pathname */
+    } else if (derived == EVENT_SECURITY_INODE_RENAME) {
+        if (ret != 0)
+            return 0;
+        int at = id != NR_RENAME;
+        off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]);     /* old_path */
+        off = put_at_path(b, off, 1, t, at ? args[2] : AT_FDCWD_, (void *)args[at ? 3 : 1]); /* new_path */
+    } else if (derived == EVENT_SECURITY_INODE_SYMLINK) {
+        if (ret != 0)
+            return 0;
+        int at = id != NR_SYMLINK;
+        off = put_at_path(b, off, 0, t, at ? args[1] : AT_FDCWD_, (void *)args[at ? 2 : 1]); /* linkpath */
+        off = put_str(b, off, 1, (void *)args[0], 1);                   /* target, as stored */
+    } else if (derived == EVENT_SECURITY_INODE_MKNOD) {
+        if (ret != 0)
+            return 0;
+        int at = id != NR_MKNOD;
+        off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]); /* file_name */
+        off = put_int(b, off, 1, args[at + 1]);                          /* mode */
+        off = put_int(b, off, 2, args[at + 2]);                          /* dev */
     } else if (derived == EVENT_SECURITY_SB_MOUNT) {
         off = put_str(b, off, 0, (void *)args[0], 1);                        /* dev_name */
         off = put_str(b, off, 1, (void *)args[1], 1);                        /* path */

@@ -304,3 +304,35 @@ def test_switch_task_ns_on_unshare_and_setns(syscaller: Path) -> None:
     assert unshare.arg("pid") == holder.pid
     assert nsenter.ctx.comm == "nsenter"
     assert (nsenter.arg("new_mnt"), nsenter.arg("new_uts")) == (new_mnt, 0)
+
+
+def test_inode_events_give_absolute_paths(tmp_path: Path) -> None:
+    d = tmp_path / "work"
+    d.mkdir()
+    code = f"""
+        import os
+        os.chdir({str(d)!r})
+        open("a", "w").close()
+        os.rename("a", "../b")                                   # rename: relative to the cwd
+        dfd = os.open({str(tmp_path)!r}, os.O_RDONLY)
+        os.symlink("/etc/passwd", "link", dir_fd=dfd)            # symlinkat: relative to a dirfd
+        os.mkfifo("fifo", 0o600)                                 # mknodat(AT_FDCWD) in glibc
+        os.unlink({str(tmp_path / 'b')!r})                       # absolute
+        os.unlink("fifo")
+        try:
+            os.unlink("missing")                                 # failed: no event
+        except FileNotFoundError:
+            pass
+    """
+    with Session(["security_inode_unlink", "security_inode_rename", "security_inode_symlink",
+                  "security_inode_mknod"], ["comm=pt-inode"]) as s:
+        py("pt-inode", code)
+        events = s.drain()
+    assert [(e.arg("old_path"), e.arg("new_path")) for e in of(events, "security_inode_rename")] == [
+        (f"{d}/a", f"{d}/../b")]
+    assert [(e.arg("linkpath"), e.arg("target")) for e in of(events, "security_inode_symlink")] == [
+        (f"{tmp_path}/link", "/etc/passwd")]
+    assert [(e.arg("file_name"), e.arg("mode")) for e in of(events, "security_inode_mknod")] == [
+        (f"{d}/fifo", 0o010600)]
+    assert [e.arg("pathname") for e in of(events, "security_inode_unlink")] == [
+        str(tmp_path / "b"), f"{d}/fifo"]

@@ -221,7 +221,7 @@ def test_default_set_follows_tracee() -> None:
         "process_vm_readv", "process_vm_writev", "finit_module", "memfd_create",
         "move_mount", "sched_process_exec",
         "security_socket_connect", "security_socket_accept", "security_socket_bind",
-        "security_sb_mount", "security_sb_umount",
+        "security_sb_mount", "security_sb_umount", "security_inode_unlink",
     }
 
 

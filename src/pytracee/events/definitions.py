@@ -173,6 +173,15 @@ _SECURITY_EVENTS = (
     _event(726, "switch_task_ns", (),
            "int32 pid; uint32 new_mnt; uint32 new_pid; uint32 new_uts; uint32 new_ipc; "
            "uint32 new_net; uint32 new_cgroup", ("setns", "unshare")),
+    # The file is gone after unlink: inode, dev and ctime are not sent (yet).
+    _event(733, "security_inode_unlink", ("default", "lsm_hooks", "fs", "fs_file_ops"),
+           "string pathname; uint64 inode; uint32 dev; uint64 ctime", ("unlink", "unlinkat", "rmdir")),
+    _event(744, "security_inode_mknod", ("lsm_hooks",), "string file_name; uint16 mode; uint32 dev",
+           ("mknod", "mknodat")),
+    _event(746, "security_inode_symlink", ("lsm_hooks", "fs", "fs_file_ops"),
+           "string linkpath; string target", ("symlink", "symlinkat")),
+    _event(768, "security_inode_rename", (), "string old_path; string new_path",
+           ("rename", "renameat", "renameat2")),
     _event(740, "security_sb_mount", ("default", "lsm_hooks", "fs"),
            "string dev_name; string path; string type; uint64 flags", ("mount",)),
     _event(794, "security_sb_umount", ("default", "lsm_hooks", "fs"),
