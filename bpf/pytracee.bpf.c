@@ -17,6 +17,7 @@
 #include "common/buffer.h"
 #include "common/path.h"
 #include "common/fd.h"
+#include "common/pathfilter.h"
 #include "common/security.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -542,7 +543,9 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     const char *filename = BPF_CORE_READ(bprm, filename);
     const char *interp = BPF_CORE_READ(bprm, interp);
     __u32 off = put_str(b, 0, 0, filename, 0);                         /* cmdpath */
-    off = put_path(b, off, 1, &file->f_path);                          /* pathname */
+    off = put_path_filtered(b, off, 1, &file->f_path, 2);              /* pathname */
+    if (!b->hdr.matched_policies)
+        goto out; /* every policy's pathname filter said no */
     off = put_int(b, off, 2, BPF_CORE_READ(inode, i_sb, s_dev));       /* dev */
     off = put_int(b, off, 3, BPF_CORE_READ(inode, i_ino));             /* inode */
     /* The top bits of i_ctime_nsec are flags (multigrain timestamps). */

@@ -209,7 +209,9 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         if (!f)
             return 0;
         struct inode *inode = BPF_CORE_READ(f, f_inode);
-        off = put_path(b, off, 0, &f->f_path);                       /* pathname */
+        off = put_path_filtered(b, off, 0, &f->f_path, 0);           /* pathname */
+        if (!b->hdr.matched_policies)
+            return 0;
         off = put_int(b, off, 1, BPF_CORE_READ(f, f_flags));         /* flags */
         off = put_file_identity(b, off, 2, inode);                   /* dev, inode */
         off = put_int(b, off, 4, inode_ctime(inode));                /* ctime */
@@ -267,7 +269,9 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
             if (iov.iov_len < n)
                 n = iov.iov_len;
         }
-        off = put_path(b, off, 0, &f->f_path);                       /* pathname */
+        off = put_path_filtered(b, off, 0, &f->f_path, 1);           /* pathname */
+        if (!b->hdr.matched_policies)
+            return 0;
         off = put_bytes(b, off, 1, ARG_BYTES, buf, n, 1);            /* bytes */
         off = put_file_identity(b, off, 2, BPF_CORE_READ(f, f_inode)); /* dev, inode */
     } else if (derived == EVENT_MEM_PROT_ALERT) {

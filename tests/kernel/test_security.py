@@ -336,3 +336,24 @@ def test_inode_events_give_absolute_paths(tmp_path: Path) -> None:
         (f"{d}/fifo", 0o010600)]
     assert [e.arg("pathname") for e in of(events, "security_inode_unlink")] == [
         str(tmp_path / "b"), f"{d}/fifo"]
+
+
+def test_pathname_filters_run_in_the_kernel(syscaller: Path, tmp_path: Path) -> None:
+    from pytracee.events import wire
+
+    other = tmp_path / "other.txt"
+    other.write_text("x")
+    paths = ["/etc/hostname", "/etc/passwd", str(other)]
+    cases = [  # filter -> (submitted by the kernel, delivered)
+        ("/etc/host*", 1, 1),
+        ("*.txt", 1, 1),
+        ("/etc/passwd,/etc/host*", 2, 2),
+        ("*host*", 3, 1),  # contains: the kernel cannot, user space does
+    ]
+    for value, submitted, delivered in cases:
+        with Session([f"security_file_open.data.pathname={value}"], ["comm=pt-pf"]) as s:
+            for p in paths:
+                run(syscaller, "-c", "pt-pf", "open", p, "0")
+            events = s.drain()
+            stats = s.tracer.stats([732])
+        assert (stats[wire.STAT_SUBMITTED].get(732, 0), len(events)) == (submitted, delivered), value

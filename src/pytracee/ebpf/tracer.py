@@ -15,6 +15,7 @@ from pytracee.errors import EnvironmentProblem
 from pytracee.events import wire
 from pytracee.events.definitions import DERIVED_FROM_SYSCALL, EVENTS
 from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
+from pytracee.policy import path_filters
 from pytracee.policy.runtime import PolicyRuntime
 
 PROGRAMS = (
@@ -146,9 +147,32 @@ class Tracer:
             bits = list(FOLLOW_BITS.unpack(value)) if value else [0, 0]
             bits[slot] |= seed
             follow.update(key, FOLLOW_BITS.pack(*bits))
+        self._write_path_filters(slot, path_filters.build(runtime.selections))
         cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))
+
+    def _write_path_filters(self, slot: int, pf: path_filters.PathFilters) -> None:
+        assert self.obj is not None
+        n = len(path_filters.PATH_EVENTS)
+        exact = self.obj.map("path_exact")
+        prefix = self.obj.map("path_prefix")
+        suffix = self.obj.map("path_suffix")
+        for m, key in ((exact, path_filters.EXACT_KEY), (prefix, path_filters.LPM_KEY),
+                       (suffix, path_filters.LPM_KEY)):
+            slot_of = (lambda k: key.unpack(k)[0] // n) if key is path_filters.EXACT_KEY \
+                else (lambda k: key.unpack(k)[1] // n)
+            for k in [k for k in m.keys() if slot_of(k) == slot]:
+                m.delete(k)
+        for (idx, value), bits in pf.exact.items():
+            exact.update(path_filters.EXACT_KEY.pack(slot * n + idx, value), bits.to_bytes(8, "little"))
+        for m, entries in ((prefix, pf.prefix), (suffix, pf.suffix)):
+            for (idx, value), bits in entries.items():
+                key = path_filters.LPM_KEY.pack(32 + 8 * len(value), slot * n + idx, value)
+                m.update(key, bits.to_bytes(8, "little"))
+        cfg = self.obj.map("path_filter_cfg")
+        for idx in range(n):
+            cfg.update((slot * n + idx).to_bytes(4, "little"), pf.has.get(idx, 0).to_bytes(8, "little"))
 
     def stats(self, event_ids: Iterable[int] | None = None) -> dict[int, dict[int, int]]:
         """Kernel counters: stat kind -> {event id: count}, summed over CPUs."""
