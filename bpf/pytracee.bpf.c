@@ -300,6 +300,13 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         bpf_get_current_comm(comm, sizeof(comm));
         bpf_map_update_elem(&prev_comm_map, &tid, comm, BPF_ANY);
     }
+    /* A set-uid/set-gid exec changes credentials: remember them before. */
+    if ((id == NR_EXECVE || id == NR_EXECVEAT) && event_policies(version, EVENT_COMMIT_CREDS)) {
+        __u32 tid = (__u32)bpf_get_current_pid_tgid();
+        struct before_state st = {};
+        read_cred(t, &st.cred);
+        bpf_map_update_elem(&before_map, &tid, &st, BPF_ANY);
+    }
 
     /* The syscall's own event, and the security event built from it. */
     struct event_fetch *ef = fetch_cfg(id);
@@ -433,6 +440,26 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     return 0;
 }
 
+static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id);
+
+static __always_inline void clone_ns_event(struct task_struct *t, struct task_struct *parent,
+                                           struct task_struct *child)
+{
+    __u32 before[6], now[6];
+    read_ns(parent, before);
+    read_ns(child, now);
+    if (!words_differ(now, before, 3))
+        return;
+    struct event_buf *b = begin_event(t, EVENT_SWITCH_TASK_NS);
+    if (!b)
+        return;
+    __u32 off = put_int(b, 0, 0, BPF_CORE_READ(child, pid));
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        off = put_int(b, off, i + 1, now[i] != before[i] ? now[i] : 0);
+    submit(b, off);
+}
+
 /* Copy a fork participant's ids as five ints: tid, ns tid, pid, ns pid, start. */
 static __always_inline __u32 put_task_ids(struct event_buf *b, __u32 off, __u8 idx,
                                           struct task_struct *t)
@@ -479,6 +506,10 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
             bpf_map_update_elem(&follow_map, &child_tgid, &fb, BPF_ANY);
     }
 
+    /* clone(CLONE_NEW*): the child starts in namespaces its parent is not in. */
+    if (event_policies(version, EVENT_SWITCH_TASK_NS))
+        clone_ns_event(t, parent, child);
+
     __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_FORK));
     if (!matched)
         return 0;
@@ -493,6 +524,54 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
     off = put_task_ids(b, off, 15, BPF_CORE_READ(child, group_leader));      /* leader_* */
     submit(b, off);
     return 0;
+}
+
+#define AT_BASE 7
+
+/* The ELF interpreter (ld.so) the new image runs under: the kernel mapped it
+ * at AT_BASE, so the VMA there names its file. 0 args when there is none. */
+static __always_inline __u32 put_elf_interpreter(struct event_buf *b, __u32 off, struct mm_struct *mm)
+{
+    __u64 base = 0;
+#pragma clang loop unroll(disable)
+    for (int i = 0; i < 24; i++) {
+        unsigned long pair[2] = {};
+        bpf_core_read(pair, sizeof(pair), &mm->saved_auxv[2 * i]);
+        if (pair[0] == AT_BASE) {
+            base = pair[1];
+            break;
+        }
+        if (pair[0] == 0) /* AT_NULL: the end */
+            break;
+    }
+    if (!base)
+        return off;
+    struct file *f = find_vma(base).file;
+    if (!f)
+        return off;
+    struct inode *inode = BPF_CORE_READ(f, f_inode);
+    off = put_path(b, off, 6, &f->f_path);            /* interpreter_pathname */
+    off = put_file_identity(b, off, 7, inode);        /* interpreter_dev, interpreter_inode */
+    return put_int(b, off, 9, inode_ctime(inode));    /* interpreter_ctime */
+}
+
+/* commit_creds for an exec that changed credentials (set-uid/set-gid binaries). */
+static __always_inline void exec_creds_event(struct task_struct *t, __u32 tid)
+{
+    struct before_state *before = bpf_map_lookup_elem(&before_map, &tid);
+    if (!before)
+        return;
+    struct slim_cred now = {};
+    read_cred(t, &now);
+    if (words_differ(&now, &before->cred, sizeof(now) / 8)) {
+        struct event_buf *b = begin_event(t, EVENT_COMMIT_CREDS);
+        if (b) {
+            __u32 off = put_bytes(b, 0, 0, ARG_BYTES, &before->cred, sizeof(now), 0);
+            off = put_bytes(b, off, 1, ARG_BYTES, &now, sizeof(now), 0);
+            submit(b, off);
+        }
+    }
+    bpf_map_delete_elem(&before_map, &tid);
 }
 
 /* Read a span of the new image's memory (argv or env area) as one blob. */
@@ -554,6 +633,7 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     off = put_int(b, off, 4, ctime);                                   /* ctime */
     off = put_int(b, off, 5, BPF_CORE_READ(inode, i_mode));            /* inode_mode */
     struct mm_struct *mm = BPF_CORE_READ(t, mm);
+    off = put_elf_interpreter(b, off, mm);                             /* interpreter_* */
     off = put_mm_blob(b, off, 10, BPF_CORE_READ(mm, arg_start), BPF_CORE_READ(mm, arg_end)); /* argv */
     off = put_str(b, off, 11, interp, 0);                              /* interp */
 
@@ -578,6 +658,7 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 out:
     if (prev)
         bpf_map_delete_elem(&prev_comm_map, &tid);
+    exec_creds_event(t, tid);
     return 0;
 }
 

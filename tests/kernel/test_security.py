@@ -357,3 +357,62 @@ def test_pathname_filters_run_in_the_kernel(syscaller: Path, tmp_path: Path) -> 
             events = s.drain()
             stats = s.tracer.stats([732])
         assert (stats[wire.STAT_SUBMITTED].get(732, 0), len(events)) == (submitted, delivered), value
+
+
+def test_exec_reports_the_elf_interpreter_and_script_interpreter(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    with Session(["sched_process_exec"], ["comm=true,script.sh"]) as s:
+        subprocess.run(["/bin/true"], check=True)
+        subprocess.run([str(script)], check=True)
+        events = s.drain()
+    ld = os.path.realpath("/lib64/ld-linux-x86-64.so.2")
+    st = os.stat(ld)
+    execs = of(events, "sched_process_exec")
+    assert [(e.arg("pathname"), e.arg("interp")) for e in execs] == [
+        ("/usr/bin/true", "/bin/true"), (os.path.realpath("/bin/sh"), "/bin/sh")]
+    for e in execs:
+        assert (e.arg("interpreter_pathname"), e.arg("interpreter_inode"), e.arg("interpreter_dev"),
+                e.arg("interpreter_ctime")) == (ld, st.st_ino, kdev(st), st.st_ctime_ns)
+    assert execs[1].arg("cmdpath") == str(script)
+
+
+def test_setuid_exec_is_a_credential_change(syscaller: Path) -> None:
+    suid = syscaller.parent / "pt-suid"
+    suid.write_bytes(syscaller.read_bytes())
+    os.chown(suid, 0, 0)
+    suid.chmod(0o4755)
+    try:
+        with Session(["commit_creds"], ["comm=pt-suid,syscaller"]) as s:
+            run("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", suid, "getppid", "1")
+            events = s.drain()
+    finally:
+        suid.unlink()
+    got = [(e.arg("old_cred")["Euid"], e.arg("new_cred")["Euid"], e.arg("new_cred")["Uid"])
+           for e in of(events, "commit_creds")]
+    assert got == [(1000, 0, 1000)]  # euid became root, the real uid stayed
+
+
+def test_clone_into_new_namespaces() -> None:
+    code = """
+        import ctypes, os
+        CLONE_NEWUTS, SIGCHLD = 0x04000000, 17
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid = libc.syscall(56, CLONE_NEWUTS | SIGCHLD, 0, 0, 0, 0)
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(pid)
+    """
+    with Session(["switch_task_ns"], ["comm=pt-clone"]) as s:
+        res = py("pt-clone", code)
+        events = s.drain()
+    child = int(res.stdout.split()[-1])
+    got = of(events, "switch_task_ns")
+    assert len(got) == 1
+    ev = got[0]
+    assert ev.arg("pid") == child
+    assert ev.arg("new_uts") not in (0, os.stat("/proc/self/ns/uts").st_ino)
+    assert (ev.arg("new_mnt"), ev.arg("new_pid"), ev.arg("new_ipc"), ev.arg("new_net"),
+            ev.arg("new_cgroup")) == (0, 0, 0, 0, 0)

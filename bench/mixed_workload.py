@@ -1,0 +1,435 @@
+"""Mixed workload: what pytracee's security event sets cost a realistic workload.
+
+    .venv/bin/python bench/mixed_workload.py [--runs R] [--timeout S] [--json]
+
+Workload (fixed, deterministic; ~4 s untraced here), one shell script driven as one child:
+  - gcc -O0 -c of 30 small generated C files (into a temp dir);
+  - `cat` of 3000 small files (created at start), one `cat` process per file;
+  - 200 execs of /bin/true.
+"workload s" is the wall time of that script (spawn to reap); "workload CPU s" is the
+user+sys time of it and its descendants (RUSAGE_CHILDREN delta); the tracer's own CPU is
+"tracer CPU %", pytracee's utime+stime over the workload's wall time.
+
+Cases, each run R times; runs interleave the cases and rotate their order every run (so
+machine noise and after-effects of the previous case spread over all of them); every
+figure is the MEDIAN of the R runs, with min..max:
+
+  untraced          the workload alone
+  empty hooks       bench/progs/empty_hooks.bpf.c: empty raw_tracepoint programs on
+                    sys_enter and sys_exit, loaded and attached in this process with
+                    pytracee's libbpf binding: the floor any syscall tracer pays
+  pytracee security `pytracee -e <SECURITY_EVENTS> -o json:/dev/null`
+  pytracee default  `pytracee -o json:/dev/null` (Tracee's default event set)
+
+For the pytracee cases: start it, wait for "pytracee: tracing" on its stderr and until it
+is idle, run the workload, SIGINT it and parse its summary line (events delivered, lost).
+Overhead = median workload time / median untraced - 1; "pp above floor" = a case's
+overhead minus the empty-hook overhead, in percentage points. Target: the security set at
+most TARGET_PP points above the floor.
+
+Each run also checks (`bpftool prog list`) whether another process had BPF tracing
+programs loaded while it ran (this kernel is shared; a foreign sys_enter hook slows every
+syscall of the workload) and names such runs under the table.
+
+Needs root, gcc and clang. Every child runs in its own session and is stopped on exit,
+error or Ctrl-C; the temp dir is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import syscall_storm as storm  # noqa: E402  (children, stderr reader, BPF probe, summary)
+from syscall_storm import BenchError, log  # noqa: E402
+
+try:
+    from pytracee.ebpf.libbpf import BpfObject
+except ImportError:  # not run with .venv/bin/python: use the source tree
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from pytracee.ebpf.libbpf import BpfObject
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTRACEE = ROOT / ".venv" / "bin" / "pytracee"
+HOOKS_SRC = ROOT / "bench" / "progs" / "empty_hooks.bpf.c"
+VMLINUX_DIR = ROOT / "bpf"
+CHILDREN = storm.CHILDREN  # the one registry storm.stop_pytracee() also uses
+
+SECURITY_EVENTS = ("security_file_open,magic_write,security_socket_connect,"
+                   "security_socket_bind,security_socket_accept,security_socket_listen,"
+                   "security_socket_create,socket_dup,mem_prot_alert,commit_creds,"
+                   "switch_task_ns,security_sb_mount,security_inode_unlink,"
+                   "security_inode_rename,sched_process_exec,sched_process_exit,"
+                   "process_execute_failed")
+TARGET_PP = 2.0                 # issue: <= 2 percentage points above the empty-hook floor
+FLOOR_REF = "+3-5 %"            # platform.md, "Measured floors": empty hooks, this workload
+N_SOURCES, N_FILES, N_EXECS = 30, 3000, 200
+ATTACH_TIMEOUT_S = 90.0
+SETTLE_TIMEOUT_S = 15.0
+
+WORKLOAD_SH = f"""\
+set -eu
+D=$1
+for f in "$D"/src/*.c; do
+    gcc -O0 -c "$f" -o "$D/obj/$(basename "$f" .c).o"
+done
+for f in "$D"/files/*; do
+    cat "$f"
+done > /dev/null
+i=0
+while [ $i -lt {N_EXECS} ]; do
+    /bin/true
+    i=$((i + 1))
+done
+"""
+
+C_TEMPLATE = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rec{n} {{ int id; char name[32]; double weight; }};
+
+static int cmp{n}(const void *a, const void *b)
+{{
+    return ((const struct rec{n} *)a)->id - ((const struct rec{n} *)b)->id;
+}}
+
+int unit{n}(int count)
+{{
+    struct rec{n} r[16];
+    int sum = 0;
+    for (int k = 0; k < 16; k++) {{
+        r[k].id = (k * {n}) % 17;
+        snprintf(r[k].name, sizeof r[k].name, "rec-{n}-%d", k);
+        r[k].weight = k * 0.5;
+    }}
+    qsort(r, 16, sizeof r[0], cmp{n});
+    for (int k = 0; k < count && k < 16; k++)
+        sum += r[k].id + (int)strlen(r[k].name) + (int)r[k].weight;
+    return sum;
+}}
+"""
+
+
+# ---------------------------------------------------------------- set-up
+
+def make_workload(tmp: Path) -> Path:
+    d = tmp / "workload"
+    for sub in ("src", "obj", "files"):
+        (d / sub).mkdir(parents=True)
+    for n in range(1, N_SOURCES + 1):
+        (d / "src" / f"unit{n:02d}.c").write_text(C_TEMPLATE.format(n=n))
+    for n in range(1, N_FILES + 1):
+        (d / "files" / f"f{n:04d}.txt").write_text(f"file {n}\n" + "x" * (n % 200) + "\n")
+    (d / "run.sh").write_text(WORKLOAD_SH)
+    return d
+
+
+def build_hooks(tmp: Path) -> Path:
+    clang = shutil.which("clang")
+    if not clang:
+        raise BenchError("clang not found (apt-get install -y clang)")
+    obj = tmp / "empty_hooks.bpf.o"
+    r = subprocess.run([clang, "-O2", "-g", "-Wall", "-target", "bpf", f"-I{VMLINUX_DIR}",
+                        "-c", str(HOOKS_SRC), "-o", str(obj)],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise BenchError(f"compiling {HOOKS_SRC} failed: {r.stderr.strip()}")
+    return obj
+
+
+# ---------------------------------------------------------------- workload
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_workload(ctx: argparse.Namespace) -> dict:
+    """The workload script, to completion; wall time spawn -> reap."""
+    cpu0 = children_cpu_s()
+    t0 = time.monotonic_ns()
+    p = CHILDREN.spawn(["bash", str(ctx.workload / "run.sh"), str(ctx.workload)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = p.communicate(timeout=ctx.timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"workload did not finish within {ctx.timeout:.0f}s") from None
+    finally:
+        CHILDREN.stop(p, signal.SIGKILL, 5)
+    t1 = time.monotonic_ns()
+    if p.returncode != 0:
+        tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-3:])
+        raise BenchError(f"workload exited {p.returncode}: {tail or 'no output'}")
+    return {"workload_s": (t1 - t0) / 1e9, "workload_cpu_s": children_cpu_s() - cpu0}
+
+
+# ---------------------------------------------------------------- cases
+
+def case_untraced(ctx: argparse.Namespace) -> dict:
+    return run_workload(ctx)
+
+
+def case_empty_hooks(ctx: argparse.Namespace) -> dict:
+    obj = BpfObject.open(ctx.hooks_obj)
+    try:
+        obj.load()
+        obj.program("empty_sys_enter").attach_raw_tracepoint("sys_enter")
+        obj.program("empty_sys_exit").attach_raw_tracepoint("sys_exit")
+        ctx.probe.tracer_attached(os.getpid())
+        r = run_workload(ctx)
+        ctx.probe.storm_done(os.getpid())
+    finally:
+        obj.close()
+    return r
+
+
+def start_pytracee(args: list[str]) -> tuple[subprocess.Popen, storm.LineCollector]:
+    p = CHILDREN.spawn([str(PYTRACEE)] + args, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    err = storm.LineCollector(p.stderr)
+    if not err.wait_for("pytracee: tracing", ATTACH_TIMEOUT_S):
+        CHILDREN.stop(p)
+        raise BenchError(f"pytracee did not attach (exit {p.poll()}): {err.tail()}")
+    return p, err
+
+
+def traced(args: list[str]) -> Callable[[argparse.Namespace], dict]:
+    def case(ctx: argparse.Namespace) -> dict:
+        p, err = start_pytracee(args)
+        try:
+            ctx.probe.tracer_attached(p.pid)
+            storm.wait_idle(p.pid, SETTLE_TIMEOUT_S)  # start-up work done before we start
+            ticks0 = storm.cpu_ticks(p.pid)
+            r = run_workload(ctx)
+            ticks1 = storm.cpu_ticks(p.pid)
+            ctx.probe.storm_done(p.pid)
+            r["tracer_cpu_pct"] = (ticks1 - ticks0) / storm.CLK_TCK / r["workload_s"] * 100
+            r.update(storm.stop_pytracee(p, err))
+        finally:
+            CHILDREN.stop(p)
+        return r
+    return case
+
+
+# (key, label, function)
+CASES: list[tuple[str, str, Callable[[argparse.Namespace], dict]]] = [
+    ("untraced", "untraced", case_untraced),
+    ("empty_hooks", "empty hooks (floor)", case_empty_hooks),
+    ("pt_security", "pytracee security set",
+     traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"])),
+    ("pt_default", "pytracee default set", traced(["-o", "json:/dev/null"])),
+]
+PYTRACEE_CASES = ("pt_security", "pt_default")
+
+
+# ---------------------------------------------------------------- report
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for key, runs in results.items():
+        ok = [r for r in runs if "error" not in r]
+        m: dict = {"runs": len(runs), "ok_runs": len(ok)}
+        for k in ("workload_s", "workload_cpu_s", "tracer_cpu_pct", "delivered", "lost"):
+            vals = [r[k] for r in ok if k in r]
+            if vals:
+                m[k] = statistics.median(vals)
+                m[k + "_min"], m[k + "_max"] = min(vals), max(vals)
+        errors = sorted({r["error"] for r in runs if "error" in r})
+        if errors:
+            m["errors"] = errors
+        out[key] = m
+    base = out.get("untraced", {}).get("workload_s")
+    floor = None
+    if base:
+        for m in out.values():
+            if "workload_s" in m:
+                m["overhead_pct"] = (m["workload_s"] / base - 1) * 100
+        floor = out.get("empty_hooks", {}).get("overhead_pct")
+    if floor is not None:
+        for key in PYTRACEE_CASES:
+            if "overhead_pct" in out.get(key, {}):
+                out[key]["pp_above_floor"] = out[key]["overhead_pct"] - floor
+    return out
+
+
+def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> str:
+    lines = [f"mixed workload: kernel {platform.release()}, {os.cpu_count()} CPUs, "
+             f"runs={args.runs}; workload = gcc -O0 -c x{N_SOURCES}, cat x{N_FILES} "
+             f"(one process each), /bin/true x{N_EXECS}",
+             f"every figure is the MEDIAN of {args.runs} runs (interleaved, order rotated "
+             "every run), min..max in brackets"]
+    lines += [f"note: {n}" for n in notes]
+    head = ["case", "workload s", "(min..max)", "overhead", "pp above floor",
+            "workload CPU s", "tracer CPU %", "events delivered", "lost", "runs ok"]
+    rows = []
+    for key, label, _ in CASES:
+        m = med.get(key)
+        if m is None:
+            continue
+        if not m["ok_runs"]:
+            rows.append([label, "ERROR: " + "; ".join(m.get("errors", ["?"]))[:110]]
+                        + [""] * (len(head) - 2))
+            continue
+        pt = key in PYTRACEE_CASES
+        ov = m.get("overhead_pct")
+        pp = m.get("pp_above_floor")
+        lost = "-"
+        if pt and "lost" in m:
+            lost = f"{m['lost']:,.0f}" + (f" (max {m['lost_max']:,})" if m["lost_max"] else "")
+        rows.append([
+            label, f"{m['workload_s']:.3f}",
+            f"{m['workload_s_min']:.3f}..{m['workload_s_max']:.3f}",
+            "-" if key == "untraced" or ov is None else f"{ov:+.1f} %",
+            f"{pp:+.1f}" if pp is not None else "-",
+            f"{m['workload_cpu_s']:.2f}",
+            f"{m['tracer_cpu_pct']:.0f}" if "tracer_cpu_pct" in m else "-",
+            f"{m['delivered']:,.0f}" if pt and "delivered" in m else "-",
+            lost, f"{m['ok_runs']}/{m['runs']}"])
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    lines.append(line(head))
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines += [line(r) for r in rows]
+    for key, label, _ in CASES:
+        m = med.get(key)
+        if m and m.get("errors") and m["ok_runs"]:
+            lines.append(f"  {label}: {m['runs'] - m['ok_runs']} run(s) failed: "
+                         + "; ".join(m["errors"]))
+    lines.append("")
+    floor = med.get("empty_hooks", {}).get("overhead_pct")
+    if floor is not None:
+        lines.append(f"empty-hook floor: {floor:+.1f} % (platform.md measured {FLOOR_REF} "
+                     "for this workload)")
+    for key, label, _ in CASES:
+        if key not in PYTRACEE_CASES:
+            continue
+        pp = med.get(key, {}).get("pp_above_floor")
+        verdict = "-" if pp is None else "MET" if pp <= TARGET_PP else "NOT MET"
+        tag = " (the issue's target)" if key == "pt_security" else " (for reference)"
+        lines.append(f"target <= {TARGET_PP:.0f} pp above the empty-hook floor, {label}{tag}: "
+                     f"{verdict}" + ("" if pp is None else f" ({pp:+.1f} pp)"))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--runs", type=int, default=5, help="runs per case; the median is shown")
+    ap.add_argument("--timeout", type=float, default=300.0,
+                    help="seconds one workload run may take before it is killed")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed untraced workload runs first (page cache, gcc)")
+    ap.add_argument("--json", action="store_true",
+                    help="print the raw numbers as JSON on stdout (the table goes to stderr)")
+    args = ap.parse_args()
+    if args.runs <= 0 or args.timeout <= 0 or args.warmup < 0:
+        ap.error("--runs and --timeout must be positive, --warmup not negative")
+    if os.geteuid() != 0:
+        log("this bench needs root (BPF)")
+        return 2
+    if not os.access(PYTRACEE, os.X_OK):
+        log(f"{PYTRACEE} not found: run `make setup` first")
+        return 2
+    if not shutil.which("gcc"):
+        log("gcc not found (apt-get install -y gcc)")
+        return 2
+
+    def on_term(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    notes: list[str] = []
+    results: dict[str, list[dict]] = {key: [] for key, _, _ in CASES}
+    try:
+        with open("/proc/loadavg") as f:
+            notes.append(f"load average at start: {' '.join(f.read().split()[:3])}")
+    except OSError:
+        pass
+    try:
+        with tempfile.TemporaryDirectory(prefix="pt-mixed-") as tmp:
+            args.workload = make_workload(Path(tmp))
+            args.hooks_obj = build_hooks(Path(tmp))
+            for i in range(args.warmup):
+                log(f"warm-up {i + 1}/{args.warmup} ...")
+                run_workload(args)
+            order = 0
+            for run in range(args.runs):
+                shift = run % len(CASES)
+                for key, label, fn in CASES[shift:] + CASES[:shift]:
+                    log(f"run {run + 1}/{args.runs}: {label} ...")
+                    t = time.monotonic()
+                    args.probe = storm.ForeignProbe()
+                    args.probe.start()
+                    try:
+                        r = fn(args)
+                    except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                        r = {"error": str(exc) or type(exc).__name__}
+                        log(f"  error: {r['error']}")
+                    else:
+                        shown = {k: round(v, 3) if isinstance(v, float) else v
+                                 for k, v in r.items()}
+                        log(f"  {shown} ({time.monotonic() - t:.1f}s)")
+                    args.probe.storm_done()
+                    r["foreign_bpf_progs"] = args.probe.foreign()
+                    r["order"] = order = order + 1  # position in the whole sequence
+                    if r["foreign_bpf_progs"]:
+                        log(f"  warning: {r['foreign_bpf_progs']} BPF tracing program(s) "
+                            "of another process were loaded during this run")
+                    results[key].append(r)
+    except KeyboardInterrupt:
+        log("interrupted: stopping children")
+        return 130
+    except BenchError as exc:
+        log(f"error: {exc}")
+        return 1
+    finally:
+        CHILDREN.stop_all()
+
+    tainted = [f"{key} run {i + 1}" for key, runs in results.items()
+               for i, r in enumerate(runs) if r.get("foreign_bpf_progs")]
+    if tainted:
+        notes.append("BPF tracing programs of other processes were loaded during: "
+                     + ", ".join(tainted) + " (`bpftool prog list`); those runs may be slower")
+    elif all(r.get("foreign_bpf_progs") is None for runs in results.values() for r in runs):
+        notes.append("could not check for other processes' BPF programs (bpftool unusable)")
+    med = summarize(results)
+    table = render(args, med, notes)
+    if args.json:
+        print(table, file=sys.stderr)
+        json.dump({"kernel": platform.release(), "cpus": os.cpu_count(), "runs": args.runs,
+                   "workload": {"gcc_sources": N_SOURCES, "cat_files": N_FILES,
+                                "execs": N_EXECS},
+                   "security_events": SECURITY_EVENTS.split(","), "target_pp": TARGET_PP,
+                   "notes": notes, "median": med, "raw": results}, sys.stdout, indent=2)
+        print()
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
