@@ -416,3 +416,35 @@ def test_clone_into_new_namespaces() -> None:
     assert ev.arg("new_uts") not in (0, os.stat("/proc/self/ns/uts").st_ino)
     assert (ev.arg("new_mnt"), ev.arg("new_pid"), ev.arg("new_ipc"), ev.arg("new_net"),
             ev.arg("new_cgroup")) == (0, 0, 0, 0, 0)
+
+
+def test_ptrace_memfd_process_vm_writev_and_module_attempts(tmp_path: Path) -> None:
+    code = """
+        import ctypes, os, sys
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace(0, 0, 0, 0)                                   # PTRACE_TRACEME
+        fd = os.memfd_create("pt-payload", 0)
+        buf = ctypes.create_string_buffer(b"hello")
+        class iovec(ctypes.Structure):
+            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+        local = iovec(ctypes.addressof(buf), 5)
+        target = ctypes.create_string_buffer(5)
+        remote = iovec(ctypes.addressof(target), 5)
+        n = libc.syscall(311, os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        r = libc.syscall(313, fd, b"", 0)                            # finit_module: no modules here
+        print(fd, n, r, ctypes.get_errno())
+    """
+    with Session(["ptrace", "memfd_create", "process_vm_writev", "finit_module"], ["comm=pt-inject"]) as s:
+        res = py("pt-inject", code)
+        events = s.drain()
+    fd, n, r, errno = map(int, res.stdout.split())
+    assert (n, r) == (5, -1)
+    pt = of(events, "ptrace")
+    assert [(e.arg("request"), e.retval) for e in pt] == [(0, 0)]
+    mf = of(events, "memfd_create")
+    assert [(e.arg("name"), e.arg("flags"), e.retval) for e in mf] == [("pt-payload", 0, fd)]
+    vm = of(events, "process_vm_writev")
+    assert [(e.arg("pid"), e.arg("liovcnt"), e.arg("riovcnt"), e.retval) for e in vm] == [
+        (vm[0].ctx.host_pid, 1, 1, 5)]
+    fm = of(events, "finit_module")
+    assert [(e.arg("fd"), e.retval) for e in fm] == [(fd, -errno)]
