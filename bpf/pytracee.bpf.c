@@ -342,6 +342,9 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
             return 0;
     }
     __s64 state = derived_enter_state(t, ef->derived, id, args);
+    /* Nothing to save when only the derived event was wanted and it cannot happen. */
+    if (state == STATE_NO_EVENT && !(matched & event_policies(version, id)))
+        return 0;
 
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
@@ -658,6 +661,9 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 out:
     if (prev)
         bpf_map_delete_elem(&prev_comm_map, &tid);
+    /* A thread that exec'ed took the leader's tid: drop what it left under its own. */
+    if (tid != (__u32)bpf_get_current_pid_tgid())
+        bpf_map_delete_elem(&task_args, &tid);
     exec_creds_event(t, tid);
     return 0;
 }

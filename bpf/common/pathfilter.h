@@ -72,6 +72,10 @@ __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
     struct path_lpm_key *k = bpf_map_lookup_elem(&path_key_scratch, &zero);
     if (!pb || !k || start < 0 || start >= PATH_MAX_LEN)
         return ~0ULL;
+    __u32 first = start;
+    asm volatile("" : "+r"(first));
+    if (pb->data[first & (PATH_MAX_LEN - 1)] != '/')
+        return ~0ULL; /* a partial ("...") or pseudo path: user space decides */
     __u32 len = PATH_MAX_LEN - start; /* the path runs from start to its NUL at PATH_MAX_LEN */
     if (len >= PATH_KEY_LEN)
         return ~0ULL; /* too long to decide here */

@@ -15,6 +15,7 @@
 #define NR_CREAT 85
 #define NR_DUP 32
 #define MAGIC_BYTES 32 /* FILE_MAGIC_HDR_SIZE in Tracee */
+#define STATE_NO_EVENT (-1) /* settled at sys_enter: the derived event cannot happen */
 #define NR_MMAP 9
 #define NR_EXECVEAT_ 322
 #define NR_UMOUNT2 166
@@ -153,26 +154,28 @@ static __always_inline struct vma_info find_vma(__u64 addr)
     return v;
 }
 
-/* mem_prot_alert code for a protection change, or 0. */
+/* mem_prot_alert code for a protection change, or 0 (Tracee's conditions). */
 static __always_inline __u32 mprotect_alert(__u32 prev, __u32 prot)
 {
-    if ((prev & PROT_WRITE) && !(prot & PROT_WRITE) && (prot & PROT_EXEC))
-        return ALERT_MPROT_W_REM; /* written, now executable: code was loaded */
-    if (!(prev & PROT_EXEC) && (prot & PROT_EXEC) && (prot & PROT_WRITE))
-        return ALERT_MPROT_X_ADD; /* becomes writable and executable */
-    if ((prev & PROT_EXEC) && !(prev & PROT_WRITE) && (prot & PROT_WRITE))
+    if (!(prev & PROT_EXEC) && (prot & PROT_EXEC))
+        return ALERT_MPROT_X_ADD; /* made executable */
+    if ((prev & PROT_EXEC) && !(prev & PROT_WRITE) && (prot & PROT_WRITE) && (prot & PROT_EXEC))
         return ALERT_MPROT_W_ADD; /* executable code made writable */
+    if ((prev & PROT_WRITE) && (prev & PROT_EXEC) && !(prot & PROT_WRITE) && (prot & PROT_EXEC))
+        return ALERT_MPROT_W_REM; /* written while executable, now locked: code was loaded */
     return 0;
 }
 
-/* At sys_enter: what sys_exit cannot know any more. For writes, the file
- * offset before the call (magic_write fires for writes at offset 0). */
 static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 derived, long id,
                                                  __u64 *args)
 {
-    if (derived == EVENT_MEM_PROT_ALERT && id != NR_MMAP) { /* mprotect: protection before */
-        struct vma_info v = find_vma(args[0]);
-        return v.found ? (__s64)(v.flags & VM_PROT_MASK) : -1;
+    if (derived == EVENT_MEM_PROT_ALERT) {
+        if (id == NR_MMAP) /* only a W+X mapping can alert */
+            return (args[2] & (PROT_WRITE | PROT_EXEC)) == (PROT_WRITE | PROT_EXEC) ? 0 : STATE_NO_EVENT;
+        if (!(args[2] & PROT_EXEC)) /* every mprotect alert ends executable */
+            return STATE_NO_EVENT;
+        struct vma_info v = find_vma(args[0]); /* mprotect: protection before */
+        return v.found ? (__s64)(v.flags & VM_PROT_MASK) : STATE_NO_EVENT;
     }
     if (derived == EVENT_COMMIT_CREDS || derived == EVENT_SWITCH_TASK_NS) {
         __u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -184,11 +187,14 @@ static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 de
     }
     if (derived != EVENT_MAGIC_WRITE)
         return 0;
-    if (id == NR_WRITE || id == NR_WRITEV) {
-        struct file *f = fd_file(t, args[0]);
-        return f ? BPF_CORE_READ(f, f_pos) : -1;
-    }
-    return args[3]; /* pwrite64 / pwritev: the offset is an argument */
+    /* Only a write at offset 0 of a regular file can be a magic_write: most
+     * writes (pipes, sockets, ttys, appends) are settled here, before saving. */
+    struct file *f = fd_file(t, args[0]);
+    if (!f || (file_mode(f) & 0170000) != S_IFREG)
+        return STATE_NO_EVENT;
+    __s64 pos = (id == NR_WRITE || id == NR_WRITEV) ? BPF_CORE_READ(f, f_pos)
+                                                    : (__s64)args[3]; /* pwrite: an argument */
+    return pos == 0 ? 0 : STATE_NO_EVENT;
 }
 
 static __always_inline __u32 put_file_identity(struct event_buf *b, __u32 off, __u8 idx,
@@ -230,12 +236,20 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         struct socket *sock = file_socket(fd_file(t, args[0]));
         if (!sock)
             return 0;
+        /* After a successful call the socket holds the address the kernel used;
+         * only a failed call leaves the user's buffer (which may have changed). */
+        struct sock *sk = BPF_CORE_READ(sock, sk);
         off = put_int(b, off, 0, args[0]);                           /* sockfd */
         if (derived == EVENT_SECURITY_SOCKET_CONNECT) {
             off = put_int(b, off, 1, BPF_CORE_READ(sock, type));     /* type */
-            off = put_sockaddr(b, off, 2, (void *)args[1]);          /* remote_addr */
+            if (ret == 0 || ret == -115)                             /* connected, EINPROGRESS */
+                off = put_sock_addr(b, off, 2, sk, 1);               /* remote_addr */
+            else
+                off = put_sockaddr(b, off, 2, (void *)args[1]);
+        } else if (ret == 0) {
+            off = put_sock_addr(b, off, 1, sk, 0);                   /* local_addr, as bound */
         } else {
-            off = put_sockaddr(b, off, 1, (void *)args[1]);          /* local_addr */
+            off = put_sockaddr(b, off, 1, (void *)args[1]);
         }
     } else if (derived == EVENT_SECURITY_SOCKET_LISTEN || derived == EVENT_SECURITY_SOCKET_ACCEPT) {
         struct socket *sock = file_socket(fd_file(t, args[0]));
@@ -255,7 +269,7 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         off = put_int(b, off, 1, id == NR_DUP ? ret : (__s64)args[1]); /* newfd */
         off = put_sock_addr(b, off, 2, BPF_CORE_READ(sock, sk), 1);  /* remote_addr */
     } else if (derived == EVENT_MAGIC_WRITE) {
-        if (ret <= 0 || state != 0)
+        if (ret <= 0 || state == STATE_NO_EVENT)
             return 0;
         struct file *f = fd_file(t, args[0]);
         if (!f || (file_mode(f) & 0170000) != S_IFREG)
@@ -285,7 +299,7 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
             alert = ALERT_MMAP_W_X;
             f = fd_file(t, (__s32)args[4]);
         } else {
-            if (ret != 0 || state < 0)
+            if (ret != 0 || state == STATE_NO_EVENT)
                 return 0;
             prev = state;
             alert = mprotect_alert(prev, prot);
@@ -334,6 +348,8 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         if (ret != 0)
             return 0;
         int at = id == NR_UNLINKAT;
+        if (at && (args[2] & 0x200)) /* AT_REMOVEDIR: a directory, not an unlink */
+            return 0;
         off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]); /* pathname */
     } else if (derived == EVENT_SECURITY_INODE_RENAME) {
         if (ret != 0)
@@ -351,9 +367,16 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         if (ret != 0)
             return 0;
         int at = id != NR_MKNOD;
+        __u32 mode = args[at + 1];
+        __u32 type = mode & 0170000;
+        if (type == 0 || type == S_IFREG)
+            return 0; /* a regular file: the kernel creates it, no mknod */
+        __u32 umask = BPF_CORE_READ(t, fs, umask);
+        __u64 udev = args[at + 2]; /* user encoding -> the kernel's dev_t */
+        __u32 major = (udev & 0xfff00) >> 8, minor = (udev & 0xff) | ((udev >> 12) & 0xfff00);
         off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]); /* file_name */
-        off = put_int(b, off, 1, args[at + 1]);                          /* mode */
-        off = put_int(b, off, 2, args[at + 2]);                          /* dev */
+        off = put_int(b, off, 1, type | (mode & 07777 & ~umask));       /* mode */
+        off = put_int(b, off, 2, (major << 20) | minor);                /* dev */
     } else if (derived == EVENT_SECURITY_SB_MOUNT) {
         off = put_str(b, off, 0, (void *)args[0], 1);                        /* dev_name */
         off = put_str(b, off, 1, (void *)args[1], 1);                        /* path */

@@ -156,7 +156,7 @@ def test_socket_events_and_reverse_shell_dup2() -> None:
     assert creates[:2] == [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)] * 2
     bind = of(events, "security_socket_bind")
     assert [(e.arg("sockfd"), e.arg("local_addr")) for e in bind] == [
-        (srv_fd, {**loop, "sin_port": "0"})]
+        (srv_fd, {**loop, "sin_port": str(port)})]  # the address as bound, read from the socket
     listen = of(events, "security_socket_listen")
     assert [(e.arg("sockfd"), e.arg("local_addr"), e.arg("backlog")) for e in listen] == [
         (srv_fd, {**loop, "sin_port": str(port)}, 7)]
@@ -211,8 +211,9 @@ def test_mem_prot_alerts() -> None:
         RW, RX, RWX = 3, 5, 7
         wx = libc.mmap(None, 4096, RWX, 0x22, -1, 0)                # W+X at once: alert 1
         jit = libc.mmap(None, 4096, RW, 0x22, -1, 0)
-        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # written, now exec: alert 4
-        assert libc.mprotect(ctypes.c_void_p(jit), 4096, 7) == 0      # exec made writable: alert 3
+        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # made executable: alert 2
+        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RWX) == 0    # exec made writable: alert 3
+        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # write removed from W+X: alert 4
         plain = libc.mmap(None, 4096, RW, 0x22, -1, 0)
         assert libc.mprotect(ctypes.c_void_p(plain), 4096, 1) == 0    # read-only: no alert
         open("/proc/self/comm", "w").write("pt-memdone")
@@ -224,7 +225,7 @@ def test_mem_prot_alerts() -> None:
     wx, jit = map(int, res.stdout.split())
     got = [(e.arg("alert"), int(e.arg("addr"), 16), e.arg("len"), e.arg("prot"), e.arg("prev_prot"))
            for e in of(events, "mem_prot_alert")]
-    assert got == [(1, wx, 4096, 7, 0), (4, jit, 4096, 5, 3), (3, jit, 4096, 7, 5)]
+    assert got == [(1, wx, 4096, 7, 0), (2, jit, 4096, 5, 3), (3, jit, 4096, 7, 5), (4, jit, 4096, 5, 7)]
 
 
 def test_mount_and_umount(tmp_path: Path) -> None:

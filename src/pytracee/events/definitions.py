@@ -175,7 +175,7 @@ _SECURITY_EVENTS = (
            "uint32 new_net; uint32 new_cgroup", ("setns", "unshare")),
     # The file is gone after unlink: inode, dev and ctime are not sent (yet).
     _event(733, "security_inode_unlink", ("default", "lsm_hooks", "fs", "fs_file_ops"),
-           "string pathname; uint64 inode; uint32 dev; uint64 ctime", ("unlink", "unlinkat", "rmdir")),
+           "string pathname; uint64 inode; uint32 dev; uint64 ctime", ("unlink", "unlinkat")),
     _event(744, "security_inode_mknod", ("lsm_hooks",), "string file_name; uint16 mode; uint32 dev",
            ("mknod", "mknodat")),
     _event(746, "security_inode_symlink", ("lsm_hooks", "fs", "fs_file_ops"),
