@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,6 +39,9 @@ class Pipeline:
 
     KEEP_VERSIONS = 8  # policy sets remembered for events still in flight after reloads
     DRAIN_LIMIT = 1 << 15  # records per read, about 50 ms of a storm
+    SMALL_BATCH = 64       # below this, wait a little for more before the next read
+    COALESCE_S = 0.005
+    FLUSH_S = 0.2          # outputs are flushed at least this often, and whenever idle
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
                  sinks: Sequence[Sink]) -> None:
@@ -49,6 +53,7 @@ class Pipeline:
         self.counts = Counts()
         self.stop_event = threading.Event()
         self._warned: set[int] = set()
+        self._flushed = time.monotonic()
         self.handle_batch = self._make_handler()
 
     def policy_names(self, version: int) -> list[str]:
@@ -102,19 +107,33 @@ class Pipeline:
         return handle_batch
 
     def drain_once(self, timeout_ms: int = 100) -> int:
+        """Wait for events (up to timeout_ms), handle what is there, return the count.
+
+        At low rates every event would wake us and cost a wakeup plus a write:
+        after a small batch we let events gather for COALESCE_S (a few ms of
+        latency) and flush outputs at most every FLUSH_S, or when idle.
+        """
         reader = self.tracer.reader
         assert reader is not None
         n = 0
         if reader.wait(timeout_ms):
             # Bounded, so that reloads and stop requests are seen during a storm too.
             n = reader.drain_batches(self.handle_batch, limit=self.DRAIN_LIMIT)
-            for sink in list(self.sinks):
-                try:
-                    sink.flush()
-                except OSError as exc:
-                    self.counts.sink_errors += 1
-                    self._sink_failed(sink, exc)
+        now = time.monotonic()
+        if n == 0 or now - self._flushed >= self.FLUSH_S:
+            self.flush()
+            self._flushed = now
+        if 0 < n < self.SMALL_BATCH:
+            time.sleep(self.COALESCE_S)
         return n
+
+    def flush(self) -> None:
+        for sink in list(self.sinks):
+            try:
+                sink.flush()
+            except OSError as exc:
+                self.counts.sink_errors += 1
+                self._sink_failed(sink, exc)
 
     def _sink_failed(self, sink: Sink, exc: OSError) -> None:
         """An output failed: counted. A reader that went away (closed pipe) ends that
@@ -151,6 +170,7 @@ class Pipeline:
             # What the kernel sent before the stop is still delivered.
             while self.drain_once(0):
                 pass
+            self.flush()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
