@@ -25,3 +25,14 @@ def test_what_stays_in_user_space() -> None:
                              sel("openat.data.pathname=/etc/*"),
                              sel("security_file_open.data.pathname=/" + "x" * 300)])
     assert pf.has == {} and not (pf.exact or pf.prefix or pf.suffix)
+
+
+def test_too_many_values_is_a_usage_error() -> None:
+    import pytest
+
+    from pytracee.errors import UsageError
+
+    values = ",".join(f"/p{i}" for i in range(path_filters.MAX_ENTRIES + 1))
+    with pytest.raises(UsageError) as err:
+        path_filters.build([sel(f"security_file_open.data.pathname={values}")])
+    assert "too many exact pathname filter values: 2049" in str(err.value)

@@ -147,7 +147,7 @@ class Tracer:
             bits = list(FOLLOW_BITS.unpack(value)) if value else [0, 0]
             bits[slot] |= seed
             follow.update(key, FOLLOW_BITS.pack(*bits))
-        self._write_path_filters(slot, path_filters.build(runtime.selections))
+        self._write_path_filters(slot, runtime.path_filters)
         cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))

@@ -13,10 +13,12 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pytracee.errors import UsageError
 from pytracee.policy.filters import EventSelection
 
 PATH_EVENTS = {732: 0, 727: 1, 715: 2}  # event id -> index in the kernel's tables
 KEY_LEN = 252
+MAX_ENTRIES = 2048  # per table and policy set: half of each kernel map, the other half is the running set
 EXACT_KEY = struct.Struct(f"<I{KEY_LEN}s")
 LPM_KEY = struct.Struct(f"<II{KEY_LEN}s")
 
@@ -76,4 +78,8 @@ def build(selections: Sequence[EventSelection]) -> PathFilters:
                     table[(idx, v)] = table.get((idx, v), 0) | bit
     _close_over_shorter(pf.prefix)
     _close_over_shorter(pf.suffix)
+    for name, table in (("exact", pf.exact), ("prefix", pf.prefix), ("suffix", pf.suffix)):
+        if len(table) > MAX_ENTRIES:
+            raise UsageError(f"too many {name} pathname filter values: {len(table)} "
+                             f"(at most {MAX_ENTRIES})", token="pathname")
     return pf

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pytracee.events.event import Event
-from pytracee.policy import kernel_maps
+from pytracee.policy import kernel_maps, path_filters
 from pytracee.policy.filters import EventSelection, Scope
 from pytracee.policy.kernel_maps import KernelScope, UserlandScope
 
@@ -20,6 +20,7 @@ class PolicyRuntime:
     event_bits: dict[int, int]  # event id -> policies selecting it
     kscope: KernelScope
     userland_scopes: dict[int, UserlandScope]
+    path_filters: path_filters.PathFilters  # pathname filters the kernel applies
     # Events for which some matched policy still needs a user-space check.
     check_events: frozenset[int] = field(default=frozenset())
 
@@ -48,6 +49,7 @@ def build_runtime(version: int, names: Sequence[str], scopes: Sequence[Scope],
                   wheres: Sequence[str] | None = None) -> PolicyRuntime:
     """Policies by index (bit): their names, scopes and event selections."""
     kscope, userland = kernel_maps.build(scopes, wheres)
+    paths = path_filters.build(selections)  # refused here, not halfway through writing maps
     bits: dict[int, int] = {}
     for i, sel in enumerate(selections):
         for eid in sel.event_ids:
@@ -57,4 +59,5 @@ def build_runtime(version: int, names: Sequence[str], scopes: Sequence[Scope],
     else:
         check = frozenset(e for sel in selections for e in sel.event_ids
                           if sel.needs_userland_check(e))
-    return PolicyRuntime(version, list(names), list(selections), bits, kscope, userland, check)
+    return PolicyRuntime(version, list(names), list(selections), bits, kscope, userland, paths,
+                         check)
