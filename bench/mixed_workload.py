@@ -427,13 +427,7 @@ def main() -> int:
     finally:
         CHILDREN.stop_all()
 
-    tainted = [f"{key} run {i + 1}" for key, runs in results.items()
-               for i, r in enumerate(runs) if r.get("foreign_bpf_progs")]
-    if tainted:
-        notes.append("BPF tracing programs of other processes were loaded during: "
-                     + ", ".join(tainted) + " (`bpftool prog list`); those runs may be slower")
-    elif all(r.get("foreign_bpf_progs") is None for runs in results.values() for r in runs):
-        notes.append("could not check for other processes' BPF programs (bpftool unusable)")
+    notes.extend(storm.foreign_bpf_notes(results))
     med = summarize(results)
     table = render(args, med, notes)
     if args.json:

@@ -648,6 +648,18 @@ def build_storm(tmp: Path) -> Path:
     return exe
 
 
+
+def foreign_bpf_notes(results: dict[str, list[dict]]) -> list[str]:
+    """Notes on runs during which another process had BPF tracing programs loaded."""
+    tainted = [f"{key} run {i + 1}" for key, runs in results.items()
+               for i, r in enumerate(runs) if r.get("foreign_bpf_progs")]
+    if tainted:
+        return ["BPF tracing programs of other processes were loaded during: "
+                + ", ".join(tainted) + " (`bpftool prog list`); those runs may be slower"]
+    if all(r.get("foreign_bpf_progs") is None for runs in results.values() for r in runs):
+        return ["could not check for other processes' BPF programs (bpftool unusable)"]
+    return []
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -728,11 +740,7 @@ def main() -> int:
     finally:
         CHILDREN.stop_all()
 
-    tainted = [f"{key} run {i + 1}" for key, runs in results.items()
-               for i, r in enumerate(runs) if r.get("foreign_bpf_progs")]
-    if tainted:
-        notes.append("BPF tracing programs of other processes were loaded during: "
-                     + ", ".join(tainted) + " (`bpftool prog list`); those runs may be slower")
+    notes.extend(foreign_bpf_notes(results))
     medians = summarize(results)
     table = render(args, medians, notes)
     if args.json:
