@@ -19,8 +19,6 @@ from pytracee.events.definitions import EVENTS, EventDef
 if TYPE_CHECKING:
     from pytracee.policy.runtime import PolicyRuntime
 
-POLICY_NAME = "cli"  # the one policy that --scope/--events describe
-
 
 class Registry:
     """The event table, as the filter grammar wants to see it."""
@@ -120,17 +118,17 @@ def _open_sink(kind: str, path: str | None, out: OutputConfig,
 def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
                    scope: Sequence[str]) -> PolicyRuntime:
     """The policy set to run: from --policy files, or the one policy --events/--scope make."""
-    from pytracee.policy.compile import compile_policies
+    from pytracee.policy.compile import cli_policy_set, compile_policies
     from pytracee.policy.files import load_policies
-    from pytracee.policy.filters import parse_events, parse_scope
     from pytracee.policy.runtime import build_runtime
 
     if policies:
         pset = compile_policies(load_policies(list(policies)))
-        return build_runtime(version, pset.names(), [p.scope for p in pset.policies],
-                             [p.selection for p in pset.policies], [p.where for p in pset.policies])
-    selection = parse_events(list(events), Registry(), default_event_ids())
-    return build_runtime(version, [POLICY_NAME], [parse_scope(list(scope))], [selection])
+        wheres: list[str] | None = [p.where for p in pset.policies]
+    else:
+        pset, wheres = cli_policy_set(events, scope, default_event_ids()), None
+    return build_runtime(version, pset.names(), [p.scope for p in pset.policies],
+                         [p.selection for p in pset.policies], wheres)
 
 
 def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
