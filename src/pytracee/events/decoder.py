@@ -21,6 +21,10 @@ _U16 = wire.U16.unpack_from
 _U64 = wire.U64.unpack_from
 _PAIR = wire.INT_PAIR.unpack_from
 _TASK_START = wire.TASK_START
+# Module globals, not wire.X attribute lookups, in the per-argument loop.
+_ARG_INT, _ARG_STR, _ARG_STR_ARR, _ARG_STR_BLOB = wire.ARG_INT, wire.ARG_STR, wire.ARG_STR_ARR, wire.ARG_STR_BLOB
+_ARG_SOCKADDR, _ARG_INT_PAIR = wire.ARG_SOCKADDR, wire.ARG_INT_PAIR
+_RAW_KINDS = frozenset((wire.ARG_SOCKADDR, wire.ARG_BYTES, wire.ARG_INT_PAIR))
 _HEADER_SIZE = wire.HEADER_SIZE
 _CTX_CACHE_MAX = 8192
 TRUNCATED_MARK = "...(truncated)"
@@ -126,18 +130,18 @@ class Decoder:
             idx = view[off]
             kind = view[off + 1]
             off += 2
-            if kind == wire.ARG_INT:
+            if kind == _ARG_INT:
                 (raw,) = _U64(view, off)
                 off += 8
                 if idx < nargs:
                     out[idx] = conv[idx](raw)
-            elif kind == wire.ARG_STR:
+            elif kind == _ARG_STR:
                 (n,) = _U16(view, off)
                 off += 2
                 if idx < nargs:
-                    out[idx] = text(bytes(view[off:off + n]))
+                    out[idx] = str(view[off:off + n], "utf-8", "backslashreplace")
                 off += n
-            elif kind == wire.ARG_STR_ARR:
+            elif kind == _ARG_STR_ARR:
                 count = view[off]
                 truncated = view[off + 1]
                 off += 2
@@ -145,31 +149,31 @@ class Decoder:
                 for _i in range(count):
                     (n,) = _U16(view, off)
                     off += 2
-                    items.append(text(bytes(view[off:off + n])))
+                    items.append(str(view[off:off + n], "utf-8", "backslashreplace"))
                     off += n
                 if truncated:
                     items.append(TRUNCATED_MARK)
                 if idx < nargs:
                     out[idx] = items
-            elif kind == wire.ARG_STR_BLOB:
+            elif kind == _ARG_STR_BLOB:
                 (n,) = _U16(view, off)
                 truncated = view[off + 2]
                 off += 3
                 if idx < nargs:
                     out[idx] = _blob_strings(bytes(view[off:off + n]), bool(truncated))
                 off += n
-            elif kind in (wire.ARG_SOCKADDR, wire.ARG_BYTES, wire.ARG_INT_PAIR):
+            elif kind in _RAW_KINDS:
                 (n,) = _U16(view, off)
                 off += 2
                 raw_b = bytes(view[off:off + n])
                 off += n
                 if idx >= nargs:
                     continue
-                if kind == wire.ARG_SOCKADDR:
+                if kind == _ARG_SOCKADDR:
                     out[idx] = decode_sockaddr(raw_b) if raw_b else {}
                 elif d.args[idx].type == "trace.SlimCred" and n == wire.SLIM_CRED.size:
                     out[idx] = dict(zip(wire.SLIM_CRED_FIELDS, wire.SLIM_CRED.unpack(raw_b)))
-                elif kind == wire.ARG_INT_PAIR:
+                elif kind == _ARG_INT_PAIR:
                     out[idx] = list(_PAIR(raw_b, 0)) if n == 8 else []
                 else:
                     out[idx] = raw_b
