@@ -661,9 +661,13 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
 out:
     if (prev)
         bpf_map_delete_elem(&prev_comm_map, &tid);
-    /* A thread that exec'ed took the leader's tid: drop what it left under its own. */
-    if (tid != (__u32)bpf_get_current_pid_tgid())
+    /* The new image starts with no syscall in flight: drop what the exec'ing
+     * thread left under its old tid, and what a leader killed by de_thread
+     * left under the tid it now has. */
+    __u32 cur = (__u32)bpf_get_current_pid_tgid();
+    if (tid != cur)
         bpf_map_delete_elem(&task_args, &tid);
+    bpf_map_delete_elem(&task_args, &cur);
     exec_creds_event(t, tid);
     return 0;
 }
