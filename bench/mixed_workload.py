@@ -399,24 +399,8 @@ def main() -> int:
                 shift = run % len(CASES)
                 for key, label, fn in CASES[shift:] + CASES[:shift]:
                     log(f"run {run + 1}/{args.runs}: {label} ...")
-                    t = time.monotonic()
-                    args.probe = storm.ForeignProbe()
-                    args.probe.start()
-                    try:
-                        r = fn(args)
-                    except (BenchError, OSError, subprocess.SubprocessError) as exc:
-                        r = {"error": str(exc) or type(exc).__name__}
-                        log(f"  error: {r['error']}")
-                    else:
-                        shown = {k: round(v, 3) if isinstance(v, float) else v
-                                 for k, v in r.items()}
-                        log(f"  {shown} ({time.monotonic() - t:.1f}s)")
-                    args.probe.storm_done()
-                    r["foreign_bpf_progs"] = args.probe.foreign()
+                    r = storm.run_case(args, fn)
                     r["order"] = order = order + 1  # position in the whole sequence
-                    if r["foreign_bpf_progs"]:
-                        log(f"  warning: {r['foreign_bpf_progs']} BPF tracing program(s) "
-                            "of another process were loaded during this run")
                     results[key].append(r)
     except KeyboardInterrupt:
         log("interrupted: stopping children")

@@ -649,6 +649,30 @@ def build_storm(tmp: Path) -> Path:
 
 
 
+
+def run_case(args: argparse.Namespace, fn: Callable[[argparse.Namespace], dict]) -> dict:
+    """One measurement: its result (or the error), logged, with the foreign-BPF check."""
+    t = time.monotonic()
+    args.probe = ForeignProbe()
+    args.probe.start()
+    try:
+        r = fn(args)
+    except (BenchError, OSError, subprocess.SubprocessError) as exc:
+        r = {"error": str(exc) or type(exc).__name__}
+        log(f"  error: {r['error']}")
+    else:
+        shown = {k: (round(v) if isinstance(v, float) and v > 100 else
+                     round(v, 3) if isinstance(v, float) else v)
+                 for k, v in r.items() if not k.endswith("_ns")}
+        log(f"  {shown} ({time.monotonic() - t:.1f}s)")
+    args.probe.storm_done()
+    foreign = args.probe.foreign()
+    r["foreign_bpf_progs"] = foreign
+    if foreign:
+        log(f"  warning: {foreign} BPF tracing program(s) of another process "
+            "were loaded during this run")
+    return r
+
 def foreign_bpf_notes(results: dict[str, list[dict]]) -> list[str]:
     """Notes on runs during which another process had BPF tracing programs loaded."""
     tainted = [f"{key} run {i + 1}" for key, runs in results.items()
@@ -711,26 +735,7 @@ def main() -> int:
             for run in range(1, args.runs + 1):
                 for key, label, fn, _ in cases:
                     log(f"run {run}/{args.runs}: {label} ...")
-                    t = time.monotonic()
-                    args.probe = ForeignProbe()
-                    args.probe.start()
-                    try:
-                        r = fn(args)
-                    except (BenchError, OSError, subprocess.SubprocessError) as exc:
-                        r = {"error": str(exc) or type(exc).__name__}
-                        log(f"  error: {r['error']}")
-                    else:
-                        shown = {k: (round(v) if isinstance(v, float) and v > 100 else
-                                     round(v, 3) if isinstance(v, float) else v)
-                                 for k, v in r.items() if not k.endswith("_ns")}
-                        log(f"  {shown} ({time.monotonic() - t:.1f}s)")
-                    args.probe.storm_done()
-                    foreign = args.probe.foreign()
-                    r["foreign_bpf_progs"] = foreign
-                    if foreign:
-                        log(f"  warning: {foreign} BPF tracing program(s) of another process "
-                            "were loaded during this run")
-                    results[key].append(r)
+                    results[key].append(run_case(args, fn))
     except KeyboardInterrupt:
         log("interrupted: stopping children")
         return 130
