@@ -72,13 +72,6 @@ class Decoder:
             self._int_conv[d.id] = conv
         return conv
 
-    def context(self, view: memoryview) -> TaskContext:
-        key = view[_TASK_START:_HEADER_SIZE].tobytes()
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = self._new_context(key)
-        return ctx
-
     def _new_context(self, key: bytes) -> TaskContext:
         if len(self._contexts) >= _CTX_CACHE_MAX:
             self._contexts.clear()  # bounded: tasks come and go

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pytracee.errors import UsageError
 from pytracee.events.definitions import EVENTS, POLICY_RELOAD
 from pytracee.events.event import Event, TaskContext
 
@@ -83,10 +82,3 @@ class PolicyWatcher:
         self._seen = snap
         return True
 
-
-def try_compile(load: Callable[[], object]) -> tuple[object | None, str | None]:
-    """Run a policy loader; (result, None) or (None, the error as a user sees it)."""
-    try:
-        return load(), None
-    except UsageError as exc:
-        return None, str(exc)

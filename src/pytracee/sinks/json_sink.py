@@ -61,9 +61,6 @@ class JsonRenderer:
             self._parts[key] = out
         return out
 
-    def render(self, ev: Event) -> bytes:
-        return self.render_batch([ev])
-
     def render_batch(self, events: list[Event]) -> bytes:
         """Lines for a batch, joined. The loop is the output's hot path: the task and
         event parts come from caches, only the per-event numbers are formatted."""
