@@ -1,0 +1,1 @@
+"""Enrichment: process tree, container identity and runtime metadata."""
