@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool docker.io busybox-static
 BPF_OBJ := src/pytracee/bpf/pytracee.bpf.o
 BPF_SRC := $(wildcard bpf/*.bpf.c bpf/common/*.h)
 ARGS ?=
@@ -17,8 +17,10 @@ all: setup
 setup: deps venv bpf
 
 # apt packages: only when one is missing, so a set-up machine does no network I/O.
+# The stamp depends on this Makefile so that a package added to APT_PACKAGES is
+# noticed; re-checking is dpkg only (no network) when everything is installed.
 deps: .setup-apt
-.setup-apt:
+.setup-apt: Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing: $$missing"; \
