@@ -55,6 +55,8 @@ struct event_header {
     __u16 flags;
     /* task context */
     __u64 start_time;       /* thread start, boot ns */
+    __u64 leader_start_time; /* thread group leader's start: the process entity */
+    __u64 parent_start_time; /* parent process's start: the parent entity */
     __u64 cgroup_id;
     __u32 pid;              /* as seen in the task's pid namespace */
     __u32 tid;
@@ -80,6 +82,8 @@ struct slim_cred {
 
 /* Header flags. */
 #define EV_FLAG_ARGS_TRUNCATED 1 /* the args buffer ran out of room */
+#define EV_FLAG_SIGNAL 2         /* sent for pytracee's own state (process tree, containers);
+                                  * matched_policies may be 0: then no policy selected it */
 
 /* Argument encoding after the header: u8 index, u8 kind, payload. */
 enum arg_kind {

@@ -42,6 +42,8 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
 
     h->ts = bpf_ktime_get_boot_ns();
     h->start_time = task_start_time(t);
+    h->leader_start_time = task_start_time(BPF_CORE_READ(t, group_leader));
+    h->parent_start_time = task_start_time(BPF_CORE_READ(parent, group_leader));
     h->cgroup_id = bpf_get_current_cgroup_id();
     h->retval = 0;
     h->host_tid = (__u32)pid_tgid;

@@ -13,7 +13,7 @@ from pytracee.events.definitions import EVENTS, lookup
 def header(event_id: int, argnum: int, *, retval: int = 0, comm: bytes = b"cat",
            flags: int = 0) -> bytes:
     return wire.HEADER.pack(1_000, retval, 1, event_id, event_id, 1, 0, argnum, flags,
-                            500, 77, 10, 11, 1, 1010, 1011, 1, 0, 0, 4026531840, 4026531836,
+                            500, 400, 300, 77, 10, 11, 1, 1010, 1011, 1, 0, 0, 4026531840, 4026531836,
                             comm, b"host-" + b"x" * 59)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from typing import TYPE_CHECKING, Any
 
 from pytracee.events.definitions import EVENTS
@@ -16,12 +18,38 @@ _CTX_ATTRS = {
     "userId": "uid", "mountNamespace": "mnt_ns", "pidNamespace": "pid_ns",
     "processName": "comm", "hostName": "hostname", "cgroupId": "cgroup_id",
 }
-# No container enrichment yet: every event is a host event.
+# Container fields by Tracee's name -> how to read them off the enrich stage's Container.
+_CONTAINER_FIELDS: dict[str, Any] = {
+    "container": lambda c: True,
+    "containerStarted": lambda c: c.started,
+    "containerId": lambda c: c.id,
+    "containerImage": lambda c: c.image,
+    "containerImageDigest": lambda c: c.image_digest,
+    "containerName": lambda c: c.name,
+    "podName": lambda c: c.info.pod_name if c.info else "",
+    "podNamespace": lambda c: c.info.pod_namespace if c.info else "",
+    "podUid": lambda c: c.info.pod_uid if c.info else "",
+    "podSandbox": lambda c: c.info.pod_sandbox if c.info else False,
+}
+# The same fields for a host task.
 _HOST_ONLY: dict[str, Any] = {
     "container": False, "containerStarted": False, "containerId": "", "containerImage": "",
     "containerImageDigest": "", "containerName": "", "podName": "", "podNamespace": "",
     "podUid": "", "podSandbox": False,
 }
+
+
+_ENTITY = struct.Struct(">IQ")
+# /proc gives start times in clock ticks (USER_HZ = 100): ids round to that, so
+# a process seeded from /proc and seen by the kernel gets the same id.
+_TICK_NS = 10_000_000
+
+
+def entity_id(host_id: int, start_boot_ns: int) -> int:
+    """A task's id that survives pid reuse: a 32-bit hash of (host pid/tid, start
+    time rounded to clock ticks), as Tracee's entity ids (not the same numbers)."""
+    key = _ENTITY.pack(host_id & 0xFFFFFFFF, start_boot_ns // _TICK_NS * _TICK_NS)
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "big")
 
 
 def text(raw: bytes) -> str:
@@ -35,14 +63,25 @@ class TaskContext:
     (same ids, namespaces, comm) shares one instance."""
 
     __slots__ = (
-        "start_time", "cgroup_id", "pid", "tid", "ppid", "host_pid", "host_tid",
-        "host_ppid", "uid", "gid", "mnt_ns", "pid_ns", "comm", "hostname", "cache",
+        "start_time", "boot_start", "leader_start", "parent_start", "cgroup_id", "pid", "tid",
+        "ppid", "host_pid", "host_tid", "host_ppid", "uid", "gid", "mnt_ns", "pid_ns", "comm",
+        "hostname", "cache", "thread_entity", "process_entity", "parent_entity",
+        "proc", "container", "resolved",
     )
 
     def __init__(self, fields: tuple[Any, ...], boot_offset: int) -> None:
-        (start, self.cgroup_id, self.pid, self.tid, self.ppid, self.host_pid, self.host_tid,
-         self.host_ppid, self.uid, self.gid, self.mnt_ns, self.pid_ns, comm, uts) = fields
+        (start, self.leader_start, self.parent_start, self.cgroup_id, self.pid, self.tid,
+         self.ppid, self.host_pid, self.host_tid, self.host_ppid, self.uid, self.gid,
+         self.mnt_ns, self.pid_ns, comm, uts) = fields
+        self.boot_start = start  # boot ns, as the process tree keys it
         self.start_time = start + boot_offset
+        self.thread_entity = entity_id(self.host_tid, start)
+        self.process_entity = entity_id(self.host_pid, self.leader_start)
+        self.parent_entity = entity_id(self.host_ppid, self.parent_start)
+        # Set by the enrich stage: the process tree's entry and the container, when known.
+        self.proc: Any = None
+        self.container: Any = None
+        self.resolved = False
         self.comm = text(comm.split(b"\0", 1)[0])
         self.hostname = text(uts.split(b"\0", 1)[0])
         # Output formats keep their rendering of this context here (e.g. JSON bytes).
@@ -95,7 +134,10 @@ class Event:
         if name == "syscall":
             d = EVENTS.get(self.syscall)
             return d.name if d is not None and d.syscall else ""
-        return _HOST_ONLY[name]
+        c = self.ctx.container
+        if c is None:
+            return _HOST_ONLY[name]
+        return _CONTAINER_FIELDS[name](c)
 
     def __repr__(self) -> str:
         return f"<Event {self.name} pid={self.ctx.host_pid} tid={self.ctx.host_tid} ret={self.retval}>"

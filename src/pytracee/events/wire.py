@@ -20,6 +20,8 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
     ("argnum", "H"),
     ("flags", "H"),
     ("start_time", "Q"),
+    ("leader_start_time", "Q"),
+    ("parent_start_time", "Q"),
     ("cgroup_id", "Q"),
     ("pid", "I"),
     ("tid", "I"),
@@ -36,7 +38,7 @@ HEADER_FIELDS: tuple[tuple[str, str], ...] = (
 )
 
 HEADER = struct.Struct("<" + "".join(code for _, code in HEADER_FIELDS))
-HEADER_SIZE = HEADER.size  # 176
+HEADER_SIZE = HEADER.size  # 192
 
 # The per-event part: ts, retval, matched, event_id, syscall, cpu, policies_version,
 # argnum, flags.
@@ -44,9 +46,10 @@ EVENT_PART = struct.Struct("<QqQIiHHHH")
 # The task context span [TASK_START, HEADER_SIZE): identical for every event of
 # one task until it execs, changes ids or namespaces.
 TASK_START = EVENT_PART.size  # 40
-TASK_PART = struct.Struct("<QQIIIIIIIIII16s64s")
+TASK_PART = struct.Struct("<QQQQIIIIIIIIII16s64s")
 
 EV_FLAG_ARGS_TRUNCATED = 1
+EV_FLAG_SIGNAL = 2  # sent for pytracee's own state; matched may be 0
 
 # enum arg_kind
 ARG_INT = 0

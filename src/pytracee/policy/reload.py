@@ -32,7 +32,7 @@ def self_context(boot_offset: int) -> TaskContext:
     pid = os.getpid()
     comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
     cgroup = 0
-    return TaskContext((start_ns, cgroup, pid, pid, os.getppid(), pid, pid, os.getppid(),
+    return TaskContext((start_ns, start_ns, 0, cgroup, pid, pid, os.getppid(), pid, pid, os.getppid(),
                         os.getuid(), os.getgid(), _ns_inode("mnt"), _ns_inode("pid"),
                         comm, socket.gethostname().encode()), boot_offset)
 
