@@ -30,6 +30,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set before load by user space. */
 const volatile __u32 cfg_exec_env = 0; /* send env with sched_process_exec */
+/* State events pytracee needs whatever the policies select (EV_FLAG_SIGNAL). */
+#define SIGNAL_PROCTREE 1   /* process fork, exec and exit */
+#define SIGNAL_CONTAINERS 2 /* cgroup mkdir and rmdir */
+const volatile __u32 cfg_signals = 0;
 
 /* The active policy set version (see event.h). */
 struct {
@@ -89,6 +93,14 @@ struct {
     __type(key, __u32);
     __type(value, struct follow_bits);
 } follow_map SEC(".maps");
+
+/* cgroup id -> enum container_state (scope.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, __u8);
+} containers_map SEC(".maps");
 
 struct saved_args {
     __u64 args[6];
@@ -212,6 +224,20 @@ __noinline __u64 scope_match(__u32 version, __u64 policies)
     if (res & c->new_pid) {
         if (task_start_time(BPF_CORE_READ(t, group_leader)) <= c->start_time)
             res &= ~c->new_pid;
+    }
+    __u64 by_container = c->container | c->not_container | c->container_new | c->container_started;
+    if (res & by_container) {
+        __u64 cgid = bpf_get_current_cgroup_id();
+        __u8 *st = bpf_map_lookup_elem(&containers_map, &cgid);
+        __u8 state = st ? *st : 0;
+        if (state)
+            res &= ~c->not_container;
+        else
+            res &= ~c->container;
+        if (state != CONTAINER_CREATED && state != CONTAINER_STARTED)
+            res &= ~c->container_new;
+        if (state != CONTAINER_STARTED)
+            res &= ~c->container_started;
     }
     if ((policies & (c->tree | c->follow))) {
         struct follow_bits *followed = bpf_map_lookup_elem(&follow_map, &tgid);
@@ -444,6 +470,8 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 }
 
 static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id);
+static __always_inline struct event_buf *begin_signal_event(struct task_struct *t, __u32 event_id,
+                                                            int signal);
 
 static __always_inline void clone_ns_event(struct task_struct *t, struct task_struct *parent,
                                            struct task_struct *child)
@@ -514,13 +542,17 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
         clone_ns_event(t, parent, child);
 
     __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_FORK));
-    if (!matched)
+    /* The process tree needs new processes, not threads. */
+    int signal = (cfg_signals & SIGNAL_PROCTREE) && child_pid == child_tgid;
+    if (!matched && !signal)
         return 0;
     struct event_buf *b = scratch_buf();
     if (!b)
         return 0;
     fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_FORK, -1, version);
     b->hdr.matched_policies = matched;
+    if (signal)
+        b->hdr.flags |= EV_FLAG_SIGNAL;
     __u32 off = put_task_ids(b, 0, 0, parent);                               /* parent_* */
     off = put_task_ids(b, off, 5, child);                                    /* child_*, start_time */
     off = put_task_ids(b, off, 10, BPF_CORE_READ(child, real_parent, group_leader)); /* parent_process_* */
@@ -610,15 +642,26 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     __u32 tid = ctx->args[1];
     char *prev = bpf_map_lookup_elem(&prev_comm_map, &tid);
 
+    /* The first exec in a container created while we run: it has started. */
+    __u64 cgid = bpf_get_current_cgroup_id();
+    __u8 *cstate = bpf_map_lookup_elem(&containers_map, &cgid);
+    if (cstate && *cstate == CONTAINER_CREATED) {
+        __u8 started = CONTAINER_STARTED;
+        bpf_map_update_elem(&containers_map, &cgid, &started, BPF_EXIST);
+    }
+
     __u32 version = active_version();
     __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_EXEC));
-    if (!matched)
+    int signal = cfg_signals & SIGNAL_PROCTREE;
+    if (!matched && !signal)
         goto out;
     struct event_buf *b = scratch_buf();
     if (!b)
         goto out;
     fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXEC, -1, version);
     b->hdr.matched_policies = matched;
+    if (signal)
+        b->hdr.flags |= EV_FLAG_SIGNAL;
 
     struct file *file = BPF_CORE_READ(bprm, file);
     struct inode *inode = BPF_CORE_READ(file, f_inode);
@@ -626,7 +669,7 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     const char *interp = BPF_CORE_READ(bprm, interp);
     __u32 off = put_str(b, 0, 0, filename, 0);                         /* cmdpath */
     off = put_path_filtered(b, off, 1, &file->f_path, 2);              /* pathname */
-    if (!b->hdr.matched_policies)
+    if (!b->hdr.matched_policies && !signal)
         goto out; /* every policy's pathname filter said no */
     off = put_int(b, off, 2, BPF_CORE_READ(inode, i_sb, s_dev));       /* dev */
     off = put_int(b, off, 3, BPF_CORE_READ(inode, i_ino));             /* inode */
@@ -682,11 +725,14 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 
     __u32 version = active_version();
     __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_EXIT));
+    int signal = (cfg_signals & SIGNAL_PROCTREE) && group_dead;
     {
-        struct event_buf *b = matched ? scratch_buf() : NULL;
+        struct event_buf *b = matched || signal ? scratch_buf() : NULL;
         if (b) {
             fill_header(&b->hdr, t, EVENT_SCHED_PROCESS_EXIT, -1, version);
             b->hdr.matched_policies = matched;
+            if (signal)
+                b->hdr.flags |= EV_FLAG_SIGNAL;
             __u32 code = BPF_CORE_READ(t, exit_code);
             __u32 off = put_int(b, 0, 0, (code >> 8) & 0xff); /* exit_code */
             off = put_int(b, off, 1, code & 0x7f);            /* signal_code */
@@ -702,18 +748,26 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
 
 /* Start an event of a kernel tracepoint when a policy wants it for the
  * current task: the scratch buffer with its header filled, or NULL. */
-static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id)
+static __always_inline struct event_buf *begin_signal_event(struct task_struct *t, __u32 event_id,
+                                                            int signal)
 {
     __u32 version = active_version();
     __u64 matched = scope_match(version, event_policies(version, event_id));
-    if (!matched)
+    if (!matched && !signal)
         return NULL;
     struct event_buf *b = scratch_buf();
     if (!b)
         return NULL;
     fill_header(&b->hdr, t, event_id, -1, version);
     b->hdr.matched_policies = matched;
+    if (signal)
+        b->hdr.flags |= EV_FLAG_SIGNAL;
     return b;
+}
+
+static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id)
+{
+    return begin_signal_event(t, event_id, 0);
 }
 
 SEC("raw_tracepoint/task_rename")
@@ -735,7 +789,11 @@ int trace_task_rename(struct bpf_raw_tracepoint_args *ctx)
 static __always_inline int cgroup_dir_event(struct bpf_raw_tracepoint_args *ctx, __u32 event_id)
 {
     struct cgroup *cgrp = (struct cgroup *)ctx->args[0];
-    struct event_buf *b = begin_event((struct task_struct *)bpf_get_current_task(), event_id);
+    /* Containers are found in the default (v2) hierarchy: the one whose
+     * ids bpf_get_current_cgroup_id() returns. */
+    int signal = (cfg_signals & SIGNAL_CONTAINERS) && BPF_CORE_READ(cgrp, root, hierarchy_id) == 0;
+    struct event_buf *b = begin_signal_event((struct task_struct *)bpf_get_current_task(), event_id,
+                                             signal);
     if (!b)
         return 0;
     __u32 off = put_int(b, 0, 0, BPF_CORE_READ(cgrp, kn, id));         /* cgroup_id */

@@ -42,6 +42,10 @@ struct scope_config {
     __u64 new_pid;                   /* policies with pid=new */
     __u64 follow;                    /* policies with follow: descendants match too */
     __u64 tree;                      /* policies with tree=PID: only that tree matches */
+    __u64 container;                 /* policies for tasks in containers only */
+    __u64 not_container;             /* policies for host tasks only */
+    __u64 container_new;             /* containers created after pytracee started */
+    __u64 container_started;         /* containers past their first exec */
     __u64 start_time;                /* pytracee start (boot ns), for pid=new */
     __u32 self_pid;                  /* pytracee's own tgid: never traced */
     __u32 pad;
@@ -49,6 +53,15 @@ struct scope_config {
     __u32 uid_max[64];
     __u32 pid_min[64];
     __u32 pid_max[64];
+};
+
+/* Containers, by the cgroup id of their (v2) cgroup. User space adds them
+ * (at start: EXISTED; on cgroup_mkdir: CREATED); the first exec inside a
+ * CREATED one makes it STARTED. Not versioned: it describes the host, not policy. */
+enum container_state {
+    CONTAINER_EXISTED = 1,
+    CONTAINER_CREATED = 2,
+    CONTAINER_STARTED = 3,
 };
 
 #endif

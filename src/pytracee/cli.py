@@ -42,10 +42,12 @@ class OutputConfig:
     path: str | None = None
     parse_arguments: bool = False
     exec_env: bool = False
+    ancestry: int = 0  # option:ancestry[=N]: N ancestors in JSON output
     extra: list[tuple[str, str | None]] = field(default_factory=list)
 
 
-_OPTIONS = {"parse-arguments", "exec-env"}
+_OPTIONS = {"parse-arguments", "exec-env", "ancestry"}
+ANCESTRY_DEFAULT = 5
 
 
 def parse_outputs(values: Sequence[str]) -> OutputConfig:
@@ -55,6 +57,12 @@ def parse_outputs(values: Sequence[str]) -> OutputConfig:
     for raw in values:
         kind, _, rest = raw.partition(":")
         if kind == "option":
+            name, eq, depth = rest.partition("=")
+            if name == "ancestry":
+                if eq and not (depth.isdigit() and 1 <= int(depth) <= 64):
+                    raise UsageError("ancestry depth must be a number from 1 to 64", token=raw)
+                cfg.ancestry = int(depth) if eq else ANCESTRY_DEFAULT
+                continue
             if rest not in _OPTIONS:
                 raise UsageError(f"unknown output option {rest!r} (known: {', '.join(sorted(_OPTIONS))})",
                                  token=raw)
@@ -99,7 +107,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _open_sink(kind: str, path: str | None, out: OutputConfig,
-               policy_names: Callable[[int], list[str]]) -> Any:
+               policy_names: Callable[[int], list[str]], enrich: Any) -> Any:
     from pytracee.sinks.json_sink import JsonSink
     from pytracee.sinks.table_sink import NoneSink, TableSink
 
@@ -108,9 +116,11 @@ def _open_sink(kind: str, path: str | None, out: OutputConfig,
     try:
         if kind == "json":
             stream = open(path, "wb", buffering=1 << 20) if path else open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)
-            return JsonSink(stream, policy_names, out.parse_arguments)
+            return JsonSink(stream, policy_names, out.parse_arguments,
+                            enrich.ancestry_of(out.ancestry) if out.ancestry else None)
         stream_t = open(path, "w", encoding="utf-8") if path else sys.stdout
-        return TableSink(stream_t)
+        return TableSink(stream_t, containers=enrich.show_containers(),
+                         parent_comm=enrich.parent_comm)
     except OSError as exc:
         raise UsageError(f"cannot open output {path}: {exc.strerror}", token=path) from None
 
@@ -132,8 +142,11 @@ def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
 
 
 def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
-          output: Sequence[str], buffers: Sequence[str]) -> int:
+          output: Sequence[str], buffers: Sequence[str], stores: Sequence[str] = (),
+          enrichment: Sequence[str] = ()) -> int:
     from pytracee.ebpf.tracer import Tracer, boot_offset_ns
+    from pytracee.enrich.options import parse_enrich_options
+    from pytracee.enrich.setup import Enrichment
     from pytracee.events.decoder import Decoder
     from pytracee.pipeline import Pipeline
 
@@ -143,15 +156,28 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     runtime = policy_runtime(0, policies, events, scope)
     out = parse_outputs(output)
     ring = _ring_bytes(buffers)
+    opts = parse_enrich_options(stores, enrichment)
+    if out.ancestry and not opts.proctree:
+        raise UsageError("option:ancestry needs the process tree (drop --stores none)",
+                         token="option:ancestry")
 
     tracer = Tracer(ring_bytes=ring)
+    enrich: Enrichment | None = None
     try:
-        tracer.load(runtime, exec_env=out.exec_env)
         boot = boot_offset_ns()
-        pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [])
-        pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names)
+        enrich = Enrichment(opts, tracer, boot)
+        enrich.check(runtime)
+        tracer.load(runtime, exec_env=out.exec_env, signals=enrich.signals())
+        pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
+                            enrich.enricher(lambda v: pipeline.event_bits(v)))
+        pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names, enrich)
                               for kind, path in [(out.format, out.path), *out.extra])
-        tick = _reloader(pipeline, boot, policies, events, scope)
+        enrich.start(runtime)
+        reload_tick = _reloader(pipeline, boot, policies, events, scope, enrich)
+
+        def tick() -> None:
+            reload_tick()
+            enrich.tick()
         click.echo(f"pytracee: tracing {len(runtime.event_bits)} events with "
                    f"{len(runtime.names)} {'policy' if len(runtime.names) == 1 else 'policies'} "
                    "(Ctrl-C to stop)", err=True)
@@ -161,14 +187,16 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
                 sink.close()
             except OSError:
                 pipeline.counts.sink_errors += 1
-        click.echo(pipeline.summary(), err=True)
+        click.echo(pipeline.summary() + enrich.summary(), err=True)
     finally:
+        if enrich is not None:
+            enrich.stop()
         tracer.close()
     return 0
 
 
 def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequence[str],
-              scope: Sequence[str]) -> Callable[[], None]:
+              scope: Sequence[str], enrich: Any) -> Callable[[], None]:
     """SIGHUP, or a change in a --policy file or directory, reloads the policies."""
     import signal
 
@@ -190,6 +218,7 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
         current = pipeline.runtime
         try:
             new = policy_runtime(current.version + 1, policies, events, scope)
+            enrich.check(new)
             pipeline.reload(new)
         except (UsageError, BpfError) as exc:
             # A kernel refusal leaves the new set unswitched: the running one stays.
@@ -228,12 +257,18 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
               callback=_load_config, help="YAML file with flag values (flags override it).")
 @click.option("-b", "--buffers", "buffers", multiple=True, metavar="kernel.events=PAGES",
               help="Ring buffer size in pages (power of two; default 4096 = 16 MiB).")
+@click.option("--stores", "stores", multiple=True, metavar="OPT",
+              help="Process tree: process, process.max-processes=N (default 10000), "
+                   "process.exited-ttl=SECONDS, or none.")
+@click.option("-E", "--enrichment", "enrichment", multiple=True, metavar="OPT",
+              help="Container data: container (default), container.docker.socket=PATH "
+                   "(also podman, crio), container.wait=MS, or none.")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(LOG_LEVELS), help="Log level.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],
-         log_level: str) -> None:
+         stores: tuple[str, ...], enrichment: tuple[str, ...], log_level: str) -> None:
     """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
     logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
     # libbpf explains its failures at length; we report them in one line, so its
@@ -242,7 +277,7 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
     if ctx.invoked_subcommand is not None:
         return
     try:
-        code = trace(events, scope, policies, output, buffers)
+        code = trace(events, scope, policies, output, buffers, stores, enrichment)
     except UsageError as exc:
         _fail(2, str(exc))
     except EnvironmentProblem as exc:

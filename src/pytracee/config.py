@@ -5,6 +5,8 @@
     policy: [/etc/pytracee/policies]
     output: [json, option:parse-arguments]
     buffers: [kernel.events=8192]
+    stores: [process.max-processes=20000]
+    enrichment: [container.docker.socket=/run/docker.sock]
     log-level: info
 
 Flags given on the command line replace the file's value for that flag.
@@ -26,6 +28,8 @@ _KEYS: dict[str, tuple[str, bool]] = {
     "policy": ("policies", True),
     "output": ("output", True),
     "buffers": ("buffers", True),
+    "stores": ("stores", True),
+    "enrichment": ("enrichment", True),
     "log-level": ("log_level", False),
 }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pytracee.ebpf.tracer import Tracer
+from pytracee.enrich.enricher import Enricher
 from pytracee.events import wire
 from pytracee.events.decoder import Decoder
 from pytracee.events.event import Event
@@ -27,7 +28,7 @@ class Sink(Protocol):
 
 @dataclass
 class Counts:
-    delivered: list[int] = field(default_factory=lambda: [0] * wire.MAX_EVENT_ID)  # by event id
+    delivered: list[int] = field(default_factory=lambda: [0] * 4096)  # by event id (user events < 4096)
     filtered: int = 0  # dropped by user-space filters
     sink_errors: int = 0  # failed writes to an output
     pipeline_errors: int = 0  # events lost to a fault in pytracee itself (logged)
@@ -44,8 +45,9 @@ class Pipeline:
     FLUSH_S = 0.2          # outputs are flushed at least this often, and whenever idle
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
-                 sinks: Sequence[Sink]) -> None:
+                 sinks: Sequence[Sink], enricher: Enricher | None = None) -> None:
         self.tracer = tracer
+        self.enricher = enricher
         self.decoder = decoder
         self.runtime = runtime
         self.runtimes: dict[int, PolicyRuntime] = {runtime.version: runtime}
@@ -55,6 +57,11 @@ class Pipeline:
         self._warned: set[int] = set()
         self._flushed = time.monotonic()
         self.handle_batch = self._make_handler()
+
+    def event_bits(self, version: int) -> dict[int, int] | None:
+        """What each event's policies are in policy set `version` (None once forgotten)."""
+        rt = self.runtimes.get(version)
+        return rt.event_bits if rt is not None else None
 
     def policy_names(self, version: int) -> list[str]:
         rt = self.runtimes.get(version)
@@ -72,14 +79,30 @@ class Pipeline:
     def _make_handler(self) -> Callable[[list[memoryview]], None]:
         """The per-batch function, with what it touches bound to locals."""
         decode_batch = self.decoder.decode_batch
-        runtimes = self.runtimes
-        delivered = self.counts.delivered
         counts = self.counts
-        sinks = self.sinks
+        enrich = self.enricher.process if self.enricher is not None else None
+        deliver = self.deliver
 
         def handle_batch(views: list[memoryview]) -> None:
             try:
                 events = decode_batch(views)
+                if enrich is not None:
+                    events = enrich(events)
+            except Exception:  # a bug of ours must not stop tracing: count and log it
+                counts.pipeline_errors += len(views)
+                log.exception("failed to process %d events", len(views))
+                return
+            deliver(events)
+
+        return handle_batch
+
+    def deliver(self, events: list[Event]) -> None:
+        """User-space policy checks, counts, sinks."""
+        runtimes = self.runtimes
+        counts = self.counts
+        delivered = counts.delivered
+        if events:
+            try:
                 if any(rt.check_events for rt in runtimes.values()):
                     kept = []
                     for ev in events:
@@ -94,17 +117,17 @@ class Pipeline:
                 for ev in events:
                     delivered[ev.event_id] += 1
             except Exception:  # a bug of ours must not stop tracing: count and log it
-                counts.pipeline_errors += len(views)
-                log.exception("failed to process %d events", len(views))
+                counts.pipeline_errors += len(events)
+                log.exception("failed to process %d events", len(events))
                 return
-            for sink in list(sinks):
-                try:
-                    sink.write_batch(events)
-                except OSError as exc:
-                    counts.sink_errors += len(events)
-                    self._sink_failed(sink, exc)
-
-        return handle_batch
+        if not events:
+            return
+        for sink in list(self.sinks):
+            try:
+                sink.write_batch(events)
+            except OSError as exc:
+                counts.sink_errors += len(events)
+                self._sink_failed(sink, exc)
 
     def drain_once(self, timeout_ms: int = 100) -> int:
         """Wait for events (up to timeout_ms), handle what is there, return the count.
@@ -119,6 +142,8 @@ class Pipeline:
         if reader.wait(timeout_ms):
             # Bounded, so that reloads and stop requests are seen during a storm too.
             n = reader.drain_batches(self.handle_batch, limit=self.DRAIN_LIMIT)
+        if self.enricher is not None and self.enricher.held:
+            self.deliver(self.enricher.release())
         now = time.monotonic()
         if n == 0 or now - self._flushed >= self.FLUSH_S:
             self.flush()
@@ -170,6 +195,8 @@ class Pipeline:
             # What the kernel sent before the stop is still delivered.
             while self.drain_once(0):
                 pass
+            if self.enricher is not None:
+                self.deliver(self.enricher.release(force=True))
             self.flush()
         finally:
             for sig, handler in previous.items():

@@ -68,7 +68,7 @@ def test_json_round_trips_a_non_utf8_file_name(syscaller: Path, tmp_path: Path) 
 
 def test_table_escapes_terminal_sequences_in_comm(syscaller: Path) -> None:
     evil = "\x1b[31mred"
-    proc = start("-e", "getppid", "-s", "comm=" + evil)
+    proc = start("-e", "getppid", "-s", "comm=" + evil, "-E", "none")
     subprocess.run([str(syscaller), "-c", evil, "getppid", "1"], check=True)
     out, _ = stop(proc)
     text = out.decode()

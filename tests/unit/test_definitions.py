@@ -222,6 +222,7 @@ def test_default_set_follows_tracee() -> None:
         "move_mount", "sched_process_exec",
         "security_socket_connect", "security_socket_accept", "security_socket_bind",
         "security_sb_mount", "security_sb_umount", "security_inode_unlink",
+        "container_create", "container_remove",
     }
 
 

@@ -67,6 +67,10 @@ def check_environment() -> None:
         raise EnvironmentProblem(f"BPF object missing at {bpf_object_path()}: run `make bpf`")
 
 
+SIGNAL_PROCTREE = 1    # fork, exec, exit of processes (bpf: cfg_signals)
+SIGNAL_CONTAINERS = 2  # cgroup mkdir, rmdir
+
+
 class Tracer:
     """The kernel side, loaded and attached. Use as a context manager."""
 
@@ -78,8 +82,9 @@ class Tracer:
         self.reader: RingReader | None = None
         self.start_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
-    def load(self, runtime: PolicyRuntime, *, exec_env: bool = False) -> None:
-        """Load, write the first policy set, attach."""
+    def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0) -> None:
+        """Load, write the first policy set, attach. `signals` (SIGNAL_*): state events
+        the kernel sends whatever the policies select (process tree, containers)."""
         check_environment()
         try:
             obj = BpfObject.open(bpf_object_path())
@@ -88,6 +93,7 @@ class Tracer:
         self.obj = obj
         obj.map("events").set_max_entries(self.ring_bytes)
         obj.set_global(".rodata", "cfg_exec_env", int(exec_env).to_bytes(4, "little"))
+        obj.set_global(".rodata", "cfg_signals", signals.to_bytes(4, "little"))
         try:
             obj.load()
         except BpfError as exc:
@@ -104,6 +110,16 @@ class Tracer:
             obj.program(prog).attach_raw_tracepoint(tp)
         self.reader = RingReader(obj.map("events").fd, self.ring_bytes)
 
+    def set_container(self, cgroup_id: int, state: int | None) -> None:
+        """A container's state for the kernel's container scopes; None: it is gone."""
+        assert self.obj is not None
+        m = self.obj.map("containers_map")
+        key = cgroup_id.to_bytes(8, "little")
+        if state is None:
+            m.delete(key)
+        else:
+            m.update(key, state.to_bytes(1, "little"))
+
     def apply(self, runtime: PolicyRuntime) -> None:
         """Write a policy set into its slot, then make it the active one.
 
@@ -117,7 +133,7 @@ class Tracer:
         events_map = self.obj.map("events_map")
         for eid in range(wire.MAX_EVENT_ID):
             key = (slot * wire.MAX_EVENT_ID + eid).to_bytes(4, "little")
-            events_map.update(key, runtime.event_bits.get(eid, 0).to_bytes(8, "little"))
+            events_map.update(key, runtime.kernel_bits.get(eid, 0).to_bytes(8, "little"))
         comm = self.obj.map("scope_comm")
         for key in [k for k in comm.keys() if COMM_KEY.unpack(k)[0] == slot]:
             comm.delete(key)

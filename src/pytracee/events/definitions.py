@@ -26,8 +26,16 @@ SCHED_PROCESS_FORK = 714
 SCHED_PROCESS_EXEC = 715
 SCHED_PROCESS_EXIT = 716
 # Events made in user space (Tracee's 2000-2999 range; 2100+ are pytracee's own).
+CGROUP_MKDIR = 729
+CGROUP_RMDIR = 730
 USER_EVENTS_START = 2000
+CONTAINER_CREATE = 2017
+CONTAINER_REMOVE = 2018
+EXISTING_CONTAINER = 2019
 POLICY_RELOAD = 2100
+# Derived event -> the kernel event it is made from: selecting the first makes
+# the kernel emit the second (for the same policies).
+DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR}
 
 MAX_SYSCALL_ARGS = 6
 
@@ -194,7 +202,15 @@ _SECURITY_EVENTS = (
            ("execve", "execveat")),
 )
 
+_CONTAINER_ARGS = ("string runtime; string container_id; uint64 ctime; string container_image; "
+                   "string container_image_digest; string container_name; string pod_name; "
+                   "string pod_namespace; string pod_uid; bool pod_sandbox")
 _USER_EVENTS = (
+    # Derived from cgroup_mkdir/rmdir of a container's cgroup, and the start-up scan.
+    _event(CONTAINER_CREATE, "container_create", ("default", "containers"), _CONTAINER_ARGS),
+    _event(CONTAINER_REMOVE, "container_remove", ("default", "containers"),
+           "string runtime; string container_id"),
+    _event(EXISTING_CONTAINER, "existing_container", ("containers",), _CONTAINER_ARGS),
     # Every policy reload, applied or refused, so the output records what was active when.
     _event(POLICY_RELOAD, "policy_reload", ("pytracee",),
            "bool success; int32 version; []string policies; string error"),

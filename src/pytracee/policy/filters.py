@@ -196,6 +196,10 @@ class StringFilter:
     def __repr__(self) -> str:
         return _compact_repr(self, _STRING_FIELDS)
 
+    def has_positive(self) -> bool:
+        """Some `=` form: a value must match one of them."""
+        return self._pos
+
     def matches(self, v: str) -> bool:
         if self._pos and not (
             v in self.equal
@@ -403,7 +407,8 @@ def _strings(kind: str, expr: str, op: str, raw: str, max_len: int | None = None
 
 @dataclass(frozen=True, slots=True)
 class ContainerScope:
-    """Container scope as parsed. NOT yet applied by the kernel side (later issue).
+    """Container scope as parsed. The kernel decides container / not-container /
+    new / started from its container map; ids are matched in user space.
 
     only:    True for `container`, False for `not-container`/`!container`, None if unset
     new:     `container=new`   (containers created after pytracee started)
@@ -415,6 +420,10 @@ class ContainerScope:
     new: bool = False
     started: bool = False
     ids: StringFilter = StringFilter()
+
+    def equal_ids(self) -> bool:
+        """`container=<id>`: only containers can match."""
+        return self.ids.has_positive()
 
 
 @dataclass

@@ -22,7 +22,7 @@ NFIELDS = 6
 U32_MAX = 0xFFFFFFFF
 
 # struct scope_config
-_CONFIG_HEAD = struct.Struct(f"<{NFIELDS}Q{NFIELDS}Q6QII")
+_CONFIG_HEAD = struct.Struct(f"<{NFIELDS}Q{NFIELDS}Q10QII")
 _U32_ARRAY = struct.Struct(f"<{MAX_POLICIES}I")
 CONFIG_SIZE = _CONFIG_HEAD.size + 4 * _U32_ARRAY.size
 # Entries one policy set may use in the shared scope maps: half of each map
@@ -45,6 +45,10 @@ class KernelScope:
     new_pid: int = 0
     follow: int = 0
     tree: int = 0
+    container: int = 0
+    not_container: int = 0
+    container_new: int = 0
+    container_started: int = 0
     uid_min: list[int] = field(default_factory=lambda: [0] * MAX_POLICIES)
     uid_max: list[int] = field(default_factory=lambda: [U32_MAX] * MAX_POLICIES)
     pid_min: list[int] = field(default_factory=lambda: [0] * MAX_POLICIES)
@@ -56,7 +60,9 @@ class KernelScope:
     def config_bytes(self, start_time: int, self_pid: int) -> bytes:
         return (
             _CONFIG_HEAD.pack(*self.has_filter, *self.has_eq, self.uid_range, self.pid_range,
-                              self.new_pid, self.follow, self.tree, start_time, self_pid, 0)
+                              self.new_pid, self.follow, self.tree, self.container,
+                              self.not_container, self.container_new, self.container_started,
+                              start_time, self_pid, 0)
             + _U32_ARRAY.pack(*self.uid_min) + _U32_ARRAY.pack(*self.uid_max)
             + _U32_ARRAY.pack(*self.pid_min) + _U32_ARRAY.pack(*self.pid_max)
         )
@@ -139,6 +145,17 @@ def build(scopes: Sequence[Scope], wheres: Sequence[str] | None = None,
             ks.new_pid |= bit
         if s.follow:
             ks.follow |= bit
+        cs = s.container
+        if cs.only is True or cs.equal_ids():
+            ks.container |= bit
+        elif cs.only is False:
+            ks.not_container |= bit
+        if cs.new:
+            ks.container_new |= bit
+        if cs.started:
+            ks.container_started |= bit
+        if not cs.ids.empty():
+            rest.container_ids = cs.ids  # ids are strings: matched in user space
         if s.tree:
             ks.tree |= bit
             for pid in s.tree:
@@ -155,10 +172,6 @@ def build(scopes: Sequence[Scope], wheres: Sequence[str] | None = None,
 
 
 def _check_supported(s: Scope) -> None:
-    if s.container.only is not None or s.container.new or s.container.started \
-            or not s.container.ids.empty():
-        raise UsageError("container scopes need container enrichment, which this build "
-                         "does not have yet", token="container")
     if not s.executable.empty():
         raise UsageError("executable scopes are not supported yet", token="executable")
     if s.not_tree:
@@ -174,16 +187,30 @@ class UserlandScope:
     tid: NumericFilter | None = None
     mntns: NumericFilter | None = None
     pidns: NumericFilter | None = None
+    container_ids: StringFilter | None = None
 
     def empty(self) -> bool:
-        return not (self.comm or self.uts or self.tid or self.mntns or self.pidns)
+        return not (self.comm or self.uts or self.tid or self.mntns or self.pidns
+                    or self.container_ids)
 
     def matches(self, ctx: TaskContext) -> bool:
         return ((self.comm is None or self.comm.matches(ctx.comm))
                 and (self.uts is None or self.uts.matches(ctx.hostname))
                 and (self.tid is None or self.tid.matches(ctx.host_tid))
                 and (self.mntns is None or self.mntns.matches(ctx.mnt_ns))
-                and (self.pidns is None or self.pidns.matches(ctx.pid_ns)))
+                and (self.pidns is None or self.pidns.matches(ctx.pid_ns))
+                and (self.container_ids is None or self._container_id_matches(ctx)))
+
+    def _container_id_matches(self, ctx: TaskContext) -> bool:
+        """Full ids or Docker's 12-character short ids both work."""
+        f = self.container_ids
+        assert f is not None
+        c = ctx.container
+        if c is None:
+            return f.matches("")
+        if f.has_positive():
+            return f.matches(c.id) or f.matches(c.id[:12])
+        return f.matches(c.id) and f.matches(c.id[:12])
 
 
 def descendants(roots: dict[int, int], proc: str = "/proc") -> dict[int, int]:

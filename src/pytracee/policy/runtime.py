@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pytracee.events.definitions import DERIVED_FROM
 from pytracee.events.event import Event
 from pytracee.policy import kernel_maps, path_filters
 from pytracee.policy.filters import EventSelection, Scope
@@ -18,6 +19,7 @@ class PolicyRuntime:
     names: list[str]
     selections: list[EventSelection]  # by policy index
     event_bits: dict[int, int]  # event id -> policies selecting it
+    kernel_bits: dict[int, int]  # what the kernel emits: event_bits plus derived events' bases
     kscope: KernelScope
     userland_scopes: dict[int, UserlandScope]
     path_filters: path_filters.PathFilters  # pathname filters the kernel applies
@@ -54,10 +56,14 @@ def build_runtime(version: int, names: Sequence[str], scopes: Sequence[Scope],
     for i, sel in enumerate(selections):
         for eid in sel.event_ids:
             bits[eid] = bits.get(eid, 0) | 1 << i
+    kbits = dict(bits)
+    for derived, base in DERIVED_FROM.items():
+        if derived in bits:
+            kbits[base] = kbits.get(base, 0) | bits[derived]
     if userland:
         check = frozenset(bits)
     else:
         check = frozenset(e for sel in selections for e in sel.event_ids
                           if sel.needs_userland_check(e))
-    return PolicyRuntime(version, list(names), list(selections), bits, kscope, userland, paths,
-                         check)
+    return PolicyRuntime(version, list(names), list(selections), bits, kbits, kscope, userland,
+                         paths, check)

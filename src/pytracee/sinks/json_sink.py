@@ -23,7 +23,15 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__}")
 
 
+def _stamp(ctx: TaskContext) -> int:
+    """Changes whenever the enrich stage learns more of the task (exec, container data)."""
+    p, c = ctx.proc, ctx.container
+    return (p.rev + 1 if p is not None else 0) + (c.rev + 1 if c is not None else 0)
+
+
 def _task_fragment(ctx: TaskContext) -> bytes:
+    p, c = ctx.proc, ctx.container
+    info = c.info if c is not None else None
     body = orjson.dumps({
         "threadStartTime": ctx.start_time,
         "processId": ctx.pid,
@@ -36,17 +44,30 @@ def _task_fragment(ctx: TaskContext) -> bytes:
         "mountNamespace": ctx.mnt_ns,
         "pidNamespace": ctx.pid_ns,
         "processName": ctx.comm,
+        "executable": {"path": p.exe if p is not None else ""},
         "hostName": ctx.hostname,
         "cgroupId": ctx.cgroup_id,
-        "containerId": "",
+        "containerId": c.id if c is not None else "",
+        "container": {"id": c.id, "name": c.name, "image": c.image,
+                      "imageDigest": c.image_digest} if c is not None else {},
+        "kubernetes": {"podName": info.pod_name, "podNamespace": info.pod_namespace,
+                       "podUID": info.pod_uid, "podSandbox": info.pod_sandbox}
+        if info is not None and info.pod_name else {},
+        "contextFlags": {"containerStarted": bool(c is not None and c.started),
+                         "isCompat": False},
+        "threadEntityId": ctx.thread_entity,
+        "processEntityId": ctx.process_entity,
+        "parentEntityId": ctx.parent_entity,
     })
     return body[1:-1]
 
 
 class JsonRenderer:
-    def __init__(self, policy_names: Callable[[int], list[str]], parse_arguments: bool = False) -> None:
+    def __init__(self, policy_names: Callable[[int], list[str]], parse_arguments: bool = False,
+                 ancestry: Callable[[TaskContext], list[dict[str, Any]]] | None = None) -> None:
         self.policy_names = policy_names  # policy set version -> names by bit
         self.args = ArgRenderer(parse_arguments)
+        self.ancestry = ancestry  # option:ancestry: the process's ancestors, nearest first
         self._parts: dict[tuple[int, int, int, int], bytes] = {}
 
     def _event_part(self, ev: Event) -> bytes:
@@ -68,11 +89,17 @@ class JsonRenderer:
         values = self.args.values
         lines = []
         append = lines.append
+        ancestry = self.ancestry
         for ev in events:
             ctx = ev.ctx
-            frag = ctx.cache.get("json")
-            if frag is None:
-                frag = ctx.cache["json"] = _task_fragment(ctx)
+            cache = ctx.cache
+            frag = cache.get("json")
+            stamp = _stamp(ctx)
+            if frag is None or cache["json_stamp"] != stamp:
+                frag = cache["json"] = _task_fragment(ctx)
+                cache["json_stamp"] = stamp
+            if ancestry is not None:
+                frag += b',"ancestors":' + orjson.dumps(ancestry(ctx))
             part = parts.get((ev.event_id, ev.syscall, ev.matched, ev.version)) or self._event_part(ev)
             if ev.args:
                 args = values(ev)
@@ -90,9 +117,10 @@ class JsonSink:
     """One JSON object per line to a binary stream."""
 
     def __init__(self, out: BinaryIO, policy_names: Callable[[int], list[str]],
-                 parse_arguments: bool = False) -> None:
+                 parse_arguments: bool = False,
+                 ancestry: Callable[[TaskContext], list[dict[str, Any]]] | None = None) -> None:
         self.out = out
-        self.renderer = JsonRenderer(policy_names, parse_arguments)
+        self.renderer = JsonRenderer(policy_names, parse_arguments, ancestry)
 
     def write_batch(self, events: list[Event]) -> None:
         self.out.write(self.renderer.render_batch(events))

@@ -1,0 +1,1 @@
+"""Events made in user space from other events (Tracee's derived events)."""

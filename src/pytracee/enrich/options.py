@@ -1,0 +1,74 @@
+"""`--stores` and `--enrichment` (Tracee's flag names), parsed.
+
+    --stores process                       the process tree (on by default)
+    --stores process.max-processes=N       its bound (default 10000)
+    --stores process.exited-ttl=SECONDS    how long exited processes stay (default 10)
+    --stores none                          no process tree
+    -E container                           container enrichment (on by default)
+    -E container.docker.socket=PATH        also .podman.socket, .crio.socket
+    -E container.wait=MS                   how long events wait for runtime data (default 500)
+    -E none                                no container enrichment
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pytracee.enrich.runtime_api import DEFAULT_SOCKETS
+from pytracee.errors import UsageError
+
+
+@dataclass
+class EnrichOptions:
+    proctree: bool = True
+    max_processes: int = 10_000
+    exited_ttl_s: float = 10.0
+    containers: bool = True
+    sockets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SOCKETS))
+    wait_s: float = 0.5
+
+
+def _number(raw: str, value: str, kind: type, low: float) -> float:
+    try:
+        n = kind(value)
+    except ValueError:
+        raise UsageError(f"{value!r} is not a number", token=raw) from None
+    if n < low:
+        raise UsageError(f"must be at least {low}", token=raw)
+    return n
+
+
+def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> EnrichOptions:
+    opts = EnrichOptions()
+    for raw in stores:
+        key, eq, value = raw.partition("=")
+        if key == "none" and not eq:
+            opts.proctree = False
+        elif key == "process" and not eq:
+            opts.proctree = True
+        elif key == "process.max-processes" and eq:
+            opts.max_processes = int(_number(raw, value, int, 1))
+        elif key == "process.exited-ttl" and eq:
+            opts.exited_ttl_s = _number(raw, value, float, 0)
+        else:
+            raise UsageError("unknown store option (expected process, process.max-processes=N, "
+                             "process.exited-ttl=SECONDS or none)", token=raw)
+    for raw in enrichment:
+        key, eq, value = raw.partition("=")
+        parts = key.split(".")
+        if key == "none" and not eq:
+            opts.containers = False
+        elif key == "container" and not eq:
+            opts.containers = True
+        elif (len(parts) == 3 and parts[0] == "container" and parts[2] == "socket" and eq
+              and parts[1] in DEFAULT_SOCKETS):
+            opts.sockets[parts[1]] = value
+        elif key == "container.wait" and eq:
+            opts.wait_s = _number(raw, value, int, 0) / 1000
+        else:
+            runtimes = "|".join(DEFAULT_SOCKETS)
+            raise UsageError(f"unknown enrichment option (expected container, "
+                             f"container.{{{runtimes}}}.socket=PATH, container.wait=MS or none)",
+                             token=raw)
+    return opts
