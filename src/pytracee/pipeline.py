@@ -196,6 +196,11 @@ class Pipeline:
             while self.drain_once(0):
                 pass
             if self.enricher is not None:
+                # Lookups still in flight get their usual bounded wait, then what is left goes.
+                deadline = time.monotonic() + self.enricher.max_wait_s
+                while self.enricher.held and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    self.deliver(self.enricher.release())
                 self.deliver(self.enricher.release(force=True))
             self.flush()
         finally:

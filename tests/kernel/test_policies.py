@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tests.kernel.harness import Session, run
-from tests.kernel.test_cli import PYTRACEE, _started
+from tests.kernel.cli_proc import PYTRACEE, _started
 
 K8S = """apiVersion: tracee.aquasec.com/v1beta1
 kind: Policy

@@ -184,6 +184,7 @@ class ContainerManager:
             c.status = READY  # nothing more will come: ids only
             return
         self.counts.lookups += 1
+        t0 = time.monotonic()
         try:
             info = client.inspect(c.id)
         except ContainerNotFound:
@@ -208,6 +209,7 @@ class ContainerManager:
         c.info = info
         c.rev += 1
         c.status = READY
+        log.debug("container %s: %s in %.0f ms", c.id[:12], info.name, (time.monotonic() - t0) * 1e3)
 
 
 def default_manager(on_state: Callable[[int, int | None], None] | None,

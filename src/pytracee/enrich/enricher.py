@@ -28,7 +28,7 @@ CGROUP_RMDIR = d.CGROUP_RMDIR
 class Enricher:
     def __init__(self, tree: ProcessTree | None, containers: ContainerManager | None,
                  event_bits: Callable[[int], Mapping[int, int] | None],
-                 max_wait_s: float = 0.5) -> None:
+                 max_wait_s: float = 2.0) -> None:
         self.tree = tree
         self.containers = containers
         self.event_bits = event_bits  # policy set version -> event id -> policy bits

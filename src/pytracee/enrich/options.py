@@ -6,7 +6,7 @@
     --stores none                          no process tree
     -E container                           container enrichment (on by default)
     -E container.docker.socket=PATH        also .podman.socket, .crio.socket
-    -E container.wait=MS                   how long events wait for runtime data (default 500)
+    -E container.wait=MS                   how long events wait for runtime data (default 2000)
     -E none                                no container enrichment
 """
 
@@ -26,7 +26,7 @@ class EnrichOptions:
     exited_ttl_s: float = 10.0
     containers: bool = True
     sockets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SOCKETS))
-    wait_s: float = 0.5
+    wait_s: float = 2.0
 
 
 def _number(raw: str, value: str, kind: type, low: float) -> float:

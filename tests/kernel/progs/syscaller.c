@@ -52,6 +52,17 @@ int main(int argc, char **argv)
         printf("%ld\n", r);
         return 0;
     }
+    if (!strcmp(cmd, "forks") && i + 1 < argc) { /* N children that exit at once, one at a time */
+        long n = atol(argv[i + 1]);
+        for (long k = 0; k < n; k++) {
+            pid_t pid = fork();
+            if (pid == 0)
+                _exit(0);
+            waitpid(pid, NULL, 0);
+        }
+        printf("%ld\n", n);
+        return 0;
+    }
     if (!strcmp(cmd, "spawn") && i + 2 < argc) {
         pid_t pid = fork();
         if (pid == 0) {
