@@ -89,6 +89,9 @@ class ContainerManager:
         self._by_cgroup: dict[int, Container | None] = {}
         self._queue: queue.Queue[Container | None] = queue.Queue()
         self._failed: list[Container] = []
+        # Containers whose first lookup has not finished (set ops are atomic: the
+        # worker removes, the event thread adds and reads).
+        self.pending: set[Container] = set()
         self._thread: threading.Thread | None = None
 
     # -- cgroups -----------------------------------------------------------
@@ -140,6 +143,7 @@ class ContainerManager:
         if self.on_state is not None:
             self.on_state(cgroup_id, EXISTED if existed else CREATED)
         c.asked_at = time.monotonic()
+        self.pending.add(c)
         self._queue.put(c)
         return c
 
@@ -178,6 +182,12 @@ class ContainerManager:
                 self._lookup(c)
 
     def _lookup(self, c: Container) -> None:
+        try:
+            self._ask(c)
+        finally:
+            self.pending.discard(c)
+
+    def _ask(self, c: Container) -> None:
         client = self.clients.get(c.runtime)
         if client is None:
             self.counts.unsupported += 1

@@ -23,6 +23,8 @@ from pytracee.events.event import Event, TaskContext
 
 CGROUP_MKDIR = d.CGROUP_MKDIR
 CGROUP_RMDIR = d.CGROUP_RMDIR
+_LIFECYCLE = frozenset({d.SCHED_PROCESS_FORK, d.SCHED_PROCESS_EXEC, d.SCHED_PROCESS_EXIT,
+                        CGROUP_MKDIR, CGROUP_RMDIR})
 
 
 class Enricher:
@@ -41,27 +43,18 @@ class Enricher:
 
     def process(self, events: list[Event]) -> list[Event]:
         """Enrich a decoded batch; return the events ready to go on."""
-        tree, containers = self.tree, self.containers
         out: list[Event] = []
         append = out.append
+        resolve = self._resolve
+        lifecycle = self._lifecycle
         for ev in events:
-            eid = ev.event_id
-            if 714 <= eid <= 716 or eid == CGROUP_MKDIR or eid == CGROUP_RMDIR:
-                derived = self._lifecycle(ev)
+            if not ev.ctx.resolved:  # once per task context, in stream order
+                resolve(ev.ctx)
+            if ev.event_id in _LIFECYCLE:
+                lifecycle(ev, append)
             else:
-                derived = None
-            ctx = ev.ctx
-            if not ctx.resolved:
-                self._resolve(ctx)
-            elif ctx.proc is None and tree is not None:
-                ctx.proc = tree.get(ctx.process_entity)
-            if not ev.matched:  # sent for our state only (a signal, or a derived event's base)
-                self.signals_dropped += 1
-            else:
-                append(ev)
-            if derived is not None:
-                append(derived)
-        if containers is None:
+                append(ev)  # only lifecycle events can come with no policy matched
+        if self.containers is None:
             return out
         return self._hold(out)
 
@@ -72,7 +65,18 @@ class Enricher:
             ctx.proc = self.tree.get(ctx.process_entity)
         ctx.resolved = True
 
-    def _lifecycle(self, ev: Event) -> Event | None:
+    def _lifecycle(self, ev: Event, append: Callable[[Event], None]) -> None:
+        """Update the tree and container table; pass on the event (when a policy
+        selected it) and what is derived from it."""
+        derived = self._update(ev)
+        if ev.matched:
+            append(ev)
+        else:
+            self.signals_dropped += 1  # sent for our state only (a signal, or a derived event's base)
+        if derived is not None:
+            append(derived)
+
+    def _update(self, ev: Event) -> Event | None:
         eid = ev.event_id
         tree, containers = self.tree, self.containers
         if eid == d.SCHED_PROCESS_EXEC:
@@ -121,6 +125,8 @@ class Enricher:
         return c if c is not None and c.status == PENDING else None
 
     def _hold(self, events: list[Event]) -> list[Event]:
+        if not self._held and not self._waits and not self.containers.pending:  # type: ignore[union-attr]
+            return events  # the common case: nothing to wait for
         if not self._held:
             for i, ev in enumerate(events):
                 if self._pending(ev) is not None:

@@ -94,7 +94,9 @@ class JsonRenderer:
             ctx = ev.ctx
             cache = ctx.cache
             frag = cache.get("json")
-            stamp = _stamp(ctx)
+            # Inline _stamp(): this loop is the output's hot path.
+            p, c = ctx.proc, ctx.container
+            stamp = (p.rev + 1 if p is not None else 0) + (c.rev + 1 if c is not None else 0)
             if frag is None or cache["json_stamp"] != stamp:
                 frag = cache["json"] = _task_fragment(ctx)
                 cache["json_stamp"] = stamp
