@@ -179,3 +179,19 @@ def test_runtime_down_degrades_then_recovers(private_dockerd: Dockerd) -> None:
     assert args(create)["container_name"] == "pt-after"
     errors = int(err.split("runtime errors: ")[1].split(",")[0])
     assert errors >= 1
+
+
+def test_table_shows_the_container_and_the_process(docker_containers: Any, dockerd: Dockerd) -> None:
+    proc = start("-e", "sched_process_exec", "-s", "container")
+    docker_containers.run("pt-tab", {}, ["sleep", "30"])
+    time.sleep(0.5)
+    out, _ = stop(proc)
+    lines = out.decode().splitlines()
+    assert lines[0].split() == ["TIME", "UID", "CONTAINER", "COMM", "PID", "TID", "RET", "EVENT", "ARGS"]
+    [line] = [ln for ln in lines[1:] if "pt-tab" in ln]
+    cols = line.split()
+    assert cols[2:4] == ["pt-tab", "sleep"]
+    assert cols[7] == "sched_process_exec"
+    # The process tree: the executable, and the parent (runc's init, which exec'd sleep
+    # in place, so the parent is the containerd shim).
+    assert line.endswith("]") and "[exe: /bin/busybox, parent: containerd-shim(" in line

@@ -143,6 +143,10 @@ class ContainerManager:
         if self.on_state is not None:
             self.on_state(cgroup_id, EXISTED if existed else CREATED)
         c.asked_at = time.monotonic()
+        if c.runtime not in self.clients:  # e.g. containerd: ids only, nothing to wait for
+            self.counts.unsupported += 1
+            c.status = READY
+            return c
         self.pending.add(c)
         self._queue.put(c)
         return c
@@ -188,11 +192,7 @@ class ContainerManager:
             self.pending.discard(c)
 
     def _ask(self, c: Container) -> None:
-        client = self.clients.get(c.runtime)
-        if client is None:
-            self.counts.unsupported += 1
-            c.status = READY  # nothing more will come: ids only
-            return
+        client = self.clients[c.runtime]
         self.counts.lookups += 1
         t0 = time.monotonic()
         try:
