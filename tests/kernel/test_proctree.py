@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.kernel.cli_proc import _no_leftover_tracers, start, stop  # noqa: F401
+from tests.kernel.cli_proc import PYTRACEE, _no_leftover_tracers, start, stop  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("require_bpf")
 
@@ -90,3 +90,31 @@ def test_fork_storm_keeps_the_tree_bounded(syscaller: Path) -> None:
     # 50 000 processes went through a tree of 2 000: memory stays where it was.
     print(f"pytracee RSS before {before} kB, after 50 000 forks {after} kB")
     assert after - before < 20_000
+
+
+def test_executable_scope(tmp_path: Path) -> None:
+    target = tmp_path / "t.txt"
+    target.write_text("x\n")
+    mnt = os.stat("/proc/self/ns/mnt").st_ino
+    cases = {
+        "executable=/usr/bin/cat": {"cat"},
+        "executable=host:/usr/bin/head": {"head"},
+        f"executable={mnt}:/usr/bin/cat": {"cat"},
+        "executable=1:/usr/bin/cat": set(),           # another mount namespace
+        "executable!=/usr/bin/cat": {"head", "tail"},
+    }
+    for expr, comms in cases.items():
+        proc = start("-o", "json", "-e", f"openat.data.pathname={target}", "-s", expr, "-E", "none")
+        for tool in ("cat", "head", "tail"):
+            subprocess.run([f"/usr/bin/{tool}", str(target)], check=True, capture_output=True)
+        out, _ = stop(proc)
+        got = {e["processName"] for e in events_of(out)}
+        assert got == comms, expr
+
+
+def test_executable_scope_needs_the_tree() -> None:
+    res = subprocess.run([str(PYTRACEE), "-s", "executable=/usr/bin/cat", "--stores", "none"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr == ("pytracee: executable scopes need the process tree "
+                          "(drop --stores none)\n")

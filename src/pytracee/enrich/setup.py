@@ -40,6 +40,9 @@ class Enrichment:
 
     def check(self, runtime: PolicyRuntime) -> None:
         """Refuse a policy set that needs what is switched off."""
+        if self.tree is None and any(s.executable for s in runtime.userland_scopes.values()):
+            raise UsageError("executable scopes need the process tree (drop --stores none)",
+                             token="executable")
         if self.manager is None:
             wanted = [d.EVENTS[e].name for e in _CONTAINER_EVENTS if e in runtime.event_bits]
             if wanted or runtime.kscope.container or runtime.kscope.not_container \

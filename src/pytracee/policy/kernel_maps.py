@@ -156,6 +156,8 @@ def build(scopes: Sequence[Scope], wheres: Sequence[str] | None = None,
             ks.container_started |= bit
         if not cs.ids.empty():
             rest.container_ids = cs.ids  # ids are strings: matched in user space
+        if not s.executable.empty():
+            rest.executable = ExecutableFilter.of(s.executable)
         if s.tree:
             ks.tree |= bit
             for pid in s.tree:
@@ -172,10 +174,50 @@ def build(scopes: Sequence[Scope], wheres: Sequence[str] | None = None,
 
 
 def _check_supported(s: Scope) -> None:
-    if not s.executable.empty():
-        raise UsageError("executable scopes are not supported yet", token="executable")
     if s.not_tree:
         raise UsageError("tree!= is not supported yet", token="tree!=")
+
+
+def _host_mnt_ns() -> int:
+    """init's mount namespace; pytracee's own where init's cannot be read (a
+    sandboxed /proc), since pytracee runs on the host."""
+    for path in ("/proc/1/ns/mnt", "/proc/self/ns/mnt"):
+        try:
+            return os.stat(path).st_ino
+        except OSError:
+            continue
+    return 0
+
+
+@dataclass(frozen=True)
+class ExecutableFilter:
+    """`executable=[host:|<mntns>:]/path` (Tracee's binary scope), on the process
+    tree's executable path. A bare path matches in any mount namespace; `host:`
+    only in the host's, `<mntns>:` only in that one."""
+
+    equal: frozenset[tuple[int | None, str]]
+    not_equal: frozenset[tuple[int | None, str]]
+
+    @staticmethod
+    def _split(value: str) -> tuple[int | None, str]:
+        ns, sep, path = value.partition(":")
+        if not sep:
+            return None, value
+        return (_host_mnt_ns() if ns == "host" else int(ns)), path
+
+    @classmethod
+    def of(cls, f: StringFilter) -> ExecutableFilter:
+        return cls(frozenset(map(cls._split, f.equal)), frozenset(map(cls._split, f.not_equal)))
+
+    def _hit(self, pairs: frozenset[tuple[int | None, str]], exe: str, mnt: int) -> bool:
+        return (None, exe) in pairs or (mnt, exe) in pairs
+
+    def matches(self, ctx: TaskContext) -> bool:
+        p = ctx.proc
+        exe = p.exe if p is not None else ""  # unknown: no '=' can match
+        if self.equal and not self._hit(self.equal, exe, ctx.mnt_ns):
+            return False
+        return not self._hit(self.not_equal, exe, ctx.mnt_ns)
 
 
 @dataclass
@@ -188,10 +230,11 @@ class UserlandScope:
     mntns: NumericFilter | None = None
     pidns: NumericFilter | None = None
     container_ids: StringFilter | None = None
+    executable: ExecutableFilter | None = None
 
     def empty(self) -> bool:
         return not (self.comm or self.uts or self.tid or self.mntns or self.pidns
-                    or self.container_ids)
+                    or self.container_ids or self.executable)
 
     def matches(self, ctx: TaskContext) -> bool:
         return ((self.comm is None or self.comm.matches(ctx.comm))
@@ -199,7 +242,8 @@ class UserlandScope:
                 and (self.tid is None or self.tid.matches(ctx.host_tid))
                 and (self.mntns is None or self.mntns.matches(ctx.mnt_ns))
                 and (self.pidns is None or self.pidns.matches(ctx.pid_ns))
-                and (self.container_ids is None or self._container_id_matches(ctx)))
+                and (self.container_ids is None or self._container_id_matches(ctx))
+                and (self.executable is None or self.executable.matches(ctx)))
 
     def _container_id_matches(self, ctx: TaskContext) -> bool:
         """Full ids or Docker's 12-character short ids both work."""
