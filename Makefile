@@ -10,7 +10,7 @@ BPF_OBJ := src/pytracee/bpf/pytracee.bpf.o
 BPF_SRC := $(wildcard bpf/*.bpf.c bpf/common/*.h)
 ARGS ?=
 
-.PHONY: all setup deps venv bpf run test unit bench clean
+.PHONY: all setup deps venv bpf run test unit bench bench-rss clean
 
 all: setup
 
@@ -53,6 +53,10 @@ unit: venv
 
 bench: setup
 	$(VENV)/bin/python bench/syscall_storm.py
+
+# pytracee's RSS with 10 000 live processes in its process tree (needs root and gcc)
+bench-rss: setup
+	$(VENV)/bin/python bench/proctree_rss.py
 
 clean:
 	rm -rf $(VENV) $(BPF_OBJ) bpf/vmlinux.h .setup-apt
