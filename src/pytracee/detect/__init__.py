@@ -1,0 +1,1 @@
+"""DETECT: signatures over events; their findings become events (detections)."""
