@@ -141,15 +141,44 @@ def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
                          [p.selection for p in pset.policies], wheres)
 
 
+def load_signatures(dirs: Sequence[str]) -> list[Any]:
+    """Built-in signatures plus --signatures-dir ones, their events registered. A bad
+    signature file is a usage error (every bad file is reported, one line each)."""
+    from pytracee.detect.engine import register
+    from pytracee.detect.loader import builtin_signatures, load_signature_dirs
+
+    sigs = builtin_signatures()
+    user, errors = load_signature_dirs(dirs)
+    if errors:
+        for err in errors[:-1]:
+            click.echo(f"pytracee: {err}", err=True)
+        raise errors[-1]
+    builtin_ids = {s.metadata.id for s in sigs}
+    for s in user:
+        if s.metadata.id in builtin_ids:  # a user file may replace a built-in of the same id
+            sigs = [b for b in sigs if b.metadata.id != s.metadata.id]
+    sigs.extend(user)
+    try:
+        register(sigs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return sigs
+
+
 def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
           output: Sequence[str], buffers: Sequence[str], stores: Sequence[str] = (),
-          enrichment: Sequence[str] = ()) -> int:
+          enrichment: Sequence[str] = (), signatures_dirs: Sequence[str] = (),
+          signatures_config: str | None = None) -> int:
     from pytracee.ebpf.tracer import Tracer, boot_offset_ns
     from pytracee.enrich.options import parse_enrich_options
     from pytracee.enrich.setup import Enrichment
     from pytracee.events.decoder import Decoder
+    from pytracee.detect.engine import DataStores, Engine, active
+    from pytracee.detect.loader import load_params
     from pytracee.pipeline import Pipeline
 
+    all_sigs = load_signatures(signatures_dirs)
+    params = load_params(signatures_config)
     if policies and (events or scope):
         raise UsageError("--policy cannot be combined with --scope or --events "
                          "(put them in a policy file)", token="--policy")
@@ -167,9 +196,13 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         boot = boot_offset_ns()
         enrich = Enrichment(opts, tracer, boot)
         enrich.check(runtime)
-        tracer.load(runtime, exec_env=out.exec_env, signals=enrich.signals())
+        sigs = active(all_sigs, set(runtime.event_bits))
+        engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if sigs else None
+        # Signatures that read the environment need it in the exec events.
+        exec_env = out.exec_env or any(getattr(s, "needs_exec_env", False) for s in sigs)
+        tracer.load(runtime, exec_env=exec_env, signals=enrich.signals())
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
-                            enrich.enricher(lambda v: pipeline.event_bits(v)))
+                            enrich.enricher(lambda v: pipeline.event_bits(v)), engine)
         pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names, enrich)
                               for kind, path in [(out.format, out.path), *out.extra])
         enrich.start(runtime)
@@ -187,7 +220,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
                 sink.close()
             except OSError:
                 pipeline.counts.sink_errors += 1
-        click.echo(pipeline.summary() + enrich.summary(), err=True)
+        click.echo(pipeline.summary() + enrich.summary()
+                   + (engine.summary() if engine is not None else ""), err=True)
     finally:
         if enrich is not None:
             enrich.stop()
@@ -263,12 +297,17 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("-E", "--enrichment", "enrichment", multiple=True, metavar="OPT",
               help="Container data: container (default), container.docker.socket=PATH "
                    "(also podman, crio), container.wait=MS, or none.")
+@click.option("--signatures-dir", "signatures_dirs", multiple=True, metavar="DIR",
+              help="More signatures: Python files, .rego files, YAML detectors (repeatable).")
+@click.option("--signatures-config", "signatures_config", metavar="FILE",
+              help="YAML: parameters and allow-lists per signature id.")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(LOG_LEVELS), help="Log level.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],
-         stores: tuple[str, ...], enrichment: tuple[str, ...], log_level: str) -> None:
+         stores: tuple[str, ...], enrichment: tuple[str, ...], signatures_dirs: tuple[str, ...],
+         signatures_config: str | None, log_level: str) -> None:
     """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
     logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
     # libbpf explains its failures at length; we report them in one line, so its
@@ -277,7 +316,8 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
     if ctx.invoked_subcommand is not None:
         return
     try:
-        code = trace(events, scope, policies, output, buffers, stores, enrichment)
+        code = trace(events, scope, policies, output, buffers, stores, enrichment,
+                     signatures_dirs, signatures_config)
     except UsageError as exc:
         _fail(2, str(exc))
     except EnvironmentProblem as exc:
@@ -313,6 +353,33 @@ def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
         else:
             args = ", ".join(f"{a.type} {a.name}" for a in d.args)
             click.echo(f"{d.id:<5} {d.name:<28} [{','.join(d.sets)}] ({args})")
+
+
+@list_cmd.command("signatures")
+@click.option("--signatures-dir", "signatures_dirs", multiple=True, metavar="DIR")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per signature.")
+def list_signatures(signatures_dirs: tuple[str, ...], as_json: bool) -> None:
+    """Every signature: id, name, severity, MITRE technique, selected events."""
+    from pytracee.detect.signature import SEVERITY_NAMES
+
+    try:
+        sigs = load_signatures(signatures_dirs)
+    except UsageError as exc:
+        _fail(2, str(exc))
+    for s in sigs:
+        md = s.metadata
+        sev = SEVERITY_NAMES[md.severity] if 0 <= md.severity < len(SEVERITY_NAMES) else str(md.severity)
+        events = [e.name + ("" if e.origin == "*" else f"({e.origin})") for e in s.selected_events]
+        note = "" if s.kernel_can_trigger else "not produced on this kernel: runs on recorded events"
+        if as_json:
+            click.echo(orjson.dumps({
+                "id": md.id, "name": md.name, "event": md.event_name, "severity": sev,
+                "mitre": md.properties.get("external_id", ""), "events": events,
+                "kernel_can_trigger": s.kernel_can_trigger}).decode())
+        else:
+            mitre = md.properties.get("external_id", "")
+            click.echo(f"{md.id:<9} {md.event_name:<28} {sev:<8} {mitre:<10} "
+                       f"{','.join(events)}{'  [' + note + ']' if note else ''}")
 
 
 @list_cmd.command("policies")

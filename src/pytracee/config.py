@@ -30,6 +30,8 @@ _KEYS: dict[str, tuple[str, bool]] = {
     "buffers": ("buffers", True),
     "stores": ("stores", True),
     "enrichment": ("enrichment", True),
+    "signatures-dir": ("signatures_dirs", True),
+    "signatures-config": ("signatures_config", False),
     "log-level": ("log_level", False),
 }
 
@@ -67,7 +69,7 @@ def load_config(path: str) -> dict[str, Any]:
         if is_list:
             out[name] = _strings(path, key, value_node)
         elif isinstance(value_node, yaml.ScalarNode):
-            if value_node.value not in LOG_LEVELS:
+            if key == "log-level" and value_node.value not in LOG_LEVELS:
                 raise UsageError(f"log-level must be one of {', '.join(LOG_LEVELS)}",
                                  token=value_node.value, where=_where(path, value_node))
             out[name] = value_node.value

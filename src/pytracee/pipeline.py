@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pytracee.detect.engine import Engine
 from pytracee.ebpf.tracer import Tracer
 from pytracee.enrich.enricher import Enricher
 from pytracee.events import wire
@@ -28,7 +29,7 @@ class Sink(Protocol):
 
 @dataclass
 class Counts:
-    delivered: list[int] = field(default_factory=lambda: [0] * 4096)  # by event id (user events < 4096)
+    delivered: list[int] = field(default_factory=lambda: [0] * 8192)  # by event id (signatures from 6000)
     filtered: int = 0  # dropped by user-space filters
     sink_errors: int = 0  # failed writes to an output
     pipeline_errors: int = 0  # events lost to a fault in pytracee itself (logged)
@@ -45,9 +46,11 @@ class Pipeline:
     FLUSH_S = 0.2          # outputs are flushed at least this often, and whenever idle
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
-                 sinks: Sequence[Sink], enricher: Enricher | None = None) -> None:
+                 sinks: Sequence[Sink], enricher: Enricher | None = None,
+                 engine: Engine | None = None) -> None:
         self.tracer = tracer
         self.enricher = enricher
+        self.engine = engine
         self.decoder = decoder
         self.runtime = runtime
         self.runtimes: dict[int, PolicyRuntime] = {runtime.version: runtime}
@@ -114,6 +117,8 @@ class Pipeline:
                         else:
                             counts.filtered += 1
                     events = kept
+                if self.engine is not None:
+                    events = self._detect(events)
                 for ev in events:
                     delivered[ev.event_id] += 1
             except Exception:  # a bug of ours must not stop tracing: count and log it
@@ -128,6 +133,20 @@ class Pipeline:
             except OSError as exc:
                 counts.sink_errors += len(events)
                 self._sink_failed(sink, exc)
+
+    def _detect(self, events: list[Event]) -> list[Event]:
+        """Signatures see the events (with their detections inserted after them); then
+        events the kernel sent only because a signature needs them stop here."""
+        assert self.engine is not None
+        runtimes = self.runtimes
+        out = []
+        for ev in self.engine.process(events, self.event_bits):
+            rt = runtimes.get(ev.version)
+            if rt is not None:
+                ev.matched &= rt.event_bits.get(ev.event_id, 0)
+            if ev.matched:
+                out.append(ev)
+        return out
 
     def drain_once(self, timeout_ms: int = 100) -> int:
         """Wait for events (up to timeout_ms), handle what is there, return the count.
@@ -202,6 +221,8 @@ class Pipeline:
                     time.sleep(0.02)
                     self.deliver(self.enricher.release())
                 self.deliver(self.enricher.release(force=True))
+            if self.engine is not None:
+                self.deliver(self.engine.close())
             self.flush()
         finally:
             for sig, handler in previous.items():

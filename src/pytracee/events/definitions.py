@@ -36,6 +36,8 @@ POLICY_RELOAD = 2100
 # Derived event -> the kernel event it is made from: selecting the first makes
 # the kernel emit the second (for the same policies).
 DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR}
+# Event -> the events it is made from (derived events, signatures).
+DEPENDS_ON: dict[int, tuple[int, ...]] = {k: (v,) for k, v in DERIVED_FROM.items()}
 
 MAX_SYSCALL_ARGS = 6
 
@@ -252,6 +254,42 @@ def lookup(name: str) -> EventDef | None:
     if ev is None and name in _ALIASES:
         ev = BY_NAME.get(_ALIASES[name])
     return ev
+
+
+SIGNATURE_EVENTS_START = 6000  # Tracee's ids for findings of signatures
+
+
+def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple[int, ...]) -> EventDef:
+    """An event for a signature's findings (ids from 6000, in load order), selectable
+    by name, by `tag=signatures` and by its tags. Selecting it makes the kernel send
+    `depends_on` (resolved transitively for chained signatures)."""
+    existing = BY_NAME.get(name)
+    if existing is not None:
+        if existing.id < SIGNATURE_EVENTS_START:
+            raise ValueError(f"signature event name {name!r} is already the name of an event")
+        DEPENDS_ON[existing.id] = depends_on
+        return existing
+    eid = max((e for e in EVENTS if e >= SIGNATURE_EVENTS_START), default=SIGNATURE_EVENTS_START - 1) + 1
+    sets = ("signatures", *[t for t in tags if t != "signatures"])
+    ev = EventDef(id=eid, name=name, sets=sets, args=())
+    EVENTS[eid] = ev
+    BY_NAME[name] = ev
+    for tag in sets:
+        _BY_SET[tag] = (*_BY_SET.get(tag, ()), ev)
+    DEPENDS_ON[eid] = depends_on
+    return ev
+
+
+def dependencies(eid: int) -> set[int]:
+    """Every event the kernel must send for `eid` to be produced (transitively)."""
+    out: set[int] = set()
+    todo = list(DEPENDS_ON.get(eid, ()))
+    while todo:
+        dep = todo.pop()
+        if dep not in out:
+            out.add(dep)
+            todo.extend(DEPENDS_ON.get(dep, ()))
+    return out
 
 
 def events_in_set(tag: str, *, include_internal: bool = False) -> list[EventDef]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pytracee.events.definitions import DERIVED_FROM
+from pytracee.events.definitions import dependencies
 from pytracee.events.event import Event
 from pytracee.policy import kernel_maps, path_filters
 from pytracee.policy.filters import EventSelection, Scope
@@ -57,9 +57,9 @@ def build_runtime(version: int, names: Sequence[str], scopes: Sequence[Scope],
         for eid in sel.event_ids:
             bits[eid] = bits.get(eid, 0) | 1 << i
     kbits = dict(bits)
-    for derived, base in DERIVED_FROM.items():
-        if derived in bits:
-            kbits[base] = kbits.get(base, 0) | bits[derived]
+    for eid, policies in bits.items():
+        for base in dependencies(eid):
+            kbits[base] = kbits.get(base, 0) | policies
     if userland:
         check = frozenset(bits)
     else:

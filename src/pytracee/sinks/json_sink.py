@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from pytracee.events.definitions import EVENTS
+from pytracee.events.definitions import EVENTS, SIGNATURE_EVENTS_START
 from pytracee.events.event import Event, TaskContext
 from pytracee.sinks.render import ArgRenderer, syscall_name
 
@@ -110,9 +110,28 @@ class JsonRenderer:
                 nargs = len(args)
             else:
                 args_json, nargs = b"[]", 0
+            if ev.event_id >= SIGNATURE_EVENTS_START:
+                args_json = self._detection_args(ev, args_json)
             append(b'{"timestamp":%d,"processorId":%d,%b,%b,"argsNum":%d,"returnValue":%d,"args":%b}\n' % (
                 ev.timestamp, ev.cpu, frag, part, nargs, ev.retval, args_json))
         return b"".join(lines)
+
+
+    def _detection_args(self, ev: Event, args_json: bytes) -> bytes:
+        """A detection: its args plus `triggeredBy` (the event that caused it), then
+        Tracee's `metadata` object after the args."""
+        base = getattr(ev, "triggered_by", None)
+        md = getattr(ev, "metadata", None)
+        if base is None or md is None:
+            return args_json
+        trigger = {"name": "triggeredBy", "type": "unknown", "value": {
+            "id": base.event_id, "name": base.name, "returnValue": base.retval,
+            "args": [{"name": n, "type": t, "value": v} for n, t, v in self.args.values(base)]}}
+        props = {**md.properties, "signatureID": md.id, "signatureName": md.name}
+        args = orjson.loads(args_json) + [trigger]
+        return orjson.dumps(args, default=_default) + b',"metadata":' + orjson.dumps(
+            {"Version": md.version, "Description": md.description, "Tags": list(md.tags),
+             "Properties": props}, default=_default)
 
 
 class JsonSink:

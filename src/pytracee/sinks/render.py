@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytracee.events.argvalues import arg_parser
-from pytracee.events.definitions import EventDef
+from pytracee.events.definitions import SIGNATURE_EVENTS_START, EventDef
 from pytracee.events.event import Event
 
 
@@ -28,6 +28,8 @@ class ArgRenderer:
     def values(self, ev: Event) -> list[tuple[str, str, Any]]:
         """(name, type, value) for each argument the event carries."""
         d = ev.definition
+        if d.id >= SIGNATURE_EVENTS_START:  # a detection: its args are its finding's data
+            return [(a.name, a.type, v) for a, v in zip(d.args, ev.args)]
         out = []
         for a, v, parse in zip(d.args, ev.args, self._for(d)):
             if v is None:

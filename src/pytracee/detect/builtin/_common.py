@@ -1,0 +1,47 @@
+"""What the built-in signatures share: metadata in Tracee's shape, flag tests."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pytracee.detect.signature import EventSelector, SignatureMetadata
+from pytracee.events.event import Event
+
+O_ACCMODE = 3
+O_WRONLY = 1
+O_RDWR = 2
+O_CREAT = 0o100
+O_TRUNC = 0o1000
+
+
+def meta(sig_id: str, name: str, event_name: str, severity: int, technique: str,
+         technique_name: str, category: str, description: str, **extra: Any) -> SignatureMetadata:
+    """Tracee's metadata: Severity 0-4 and the MITRE ATT&CK fields in Properties."""
+    return SignatureMetadata(
+        id=sig_id, name=name, event_name=event_name, version="1", description=description,
+        tags=("linux", "container"),
+        properties={"Severity": severity, "Category": category, "Technique": technique_name,
+                    "external_id": technique, "MITRE ATT&CK": f"{category}: {technique_name}",
+                    **extra})
+
+
+def select(*names: str, origin: str = "*") -> tuple[EventSelector, ...]:
+    return tuple(EventSelector(n, origin) for n in names)
+
+
+def is_write(flags: int | None) -> bool:
+    return flags is not None and flags & O_ACCMODE in (O_WRONLY, O_RDWR)
+
+
+def is_read(flags: int | None) -> bool:
+    return flags is not None and flags & O_ACCMODE in (0, O_RDWR)
+
+
+def started_container(ev: Event) -> bool:
+    c = ev.ctx.container
+    return c is not None and bool(c.started)
+
+
+def basename(path: str) -> str:
+    return os.path.basename(path)

@@ -1,0 +1,251 @@
+"""The signature engine: events in, detections (events themselves) out.
+
+Dispatch is by event id: a signature sees only the events it selected (and
+their origin: host, container or both); an event no signature selected costs
+one dict lookup. A finding becomes a `Detection` event with the triggering
+event's task context, the signature's metadata and the finding's data as args.
+Detections are dispatched again to signatures that select them (chaining, at
+most CHAIN_DEPTH deep). A signature that raises or is slow is counted and
+logged once; the others keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytracee.detect.signature import Finding, Signature, SignatureContext, SignatureMetadata
+from pytracee.events import definitions
+from pytracee.events.definitions import ArgDef, EventDef
+from pytracee.events.event import Event
+
+log = logging.getLogger(__name__)
+
+CHAIN_DEPTH = 5
+SLOW_S = 0.005  # one on_event call longer than this is counted as slow
+
+
+@dataclass
+class DataStores:
+    """What signatures may ask besides the event: the process tree and containers."""
+
+    tree: Any = None        # pytracee.enrich.proctree.ProcessTree
+    containers: Any = None  # pytracee.enrich.containers.ContainerManager
+
+    def ancestry(self, ev: Event, depth: int = 5) -> list[Any]:
+        """The event's process's ancestors, nearest first (Process records)."""
+        return self.tree.ancestry(ev.ctx.process_entity, depth) if self.tree is not None else []
+
+    def process(self, ev: Event) -> Any:
+        return ev.ctx.proc
+
+
+class Detection(Event):
+    """A finding as an event: the triggering event's context, the finding's data as args."""
+
+    __slots__ = ("metadata", "triggered_by", "data")
+
+    def __init__(self, finding: Finding, definition: EventDef, matched: int) -> None:
+        base = finding.event
+        data = finding.data
+        super().__init__(base.timestamp, 0, matched, definition.id, base.syscall, base.cpu,
+                         base.version, 0, base.ctx,
+                         EventDef(definition.id, definition.name, definition.sets,
+                                  tuple(ArgDef(k, _type_of(v)) for k, v in data.items())),
+                         list(data.values()))
+        self.metadata = finding.signature
+        self.triggered_by = base
+        self.data = data
+
+
+def _type_of(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int64"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "[]string" if all(isinstance(x, str) for x in v) else "[]interface{}"
+    return "interface{}"
+
+
+@dataclass
+class SignatureStats:
+    events: int = 0      # events given to it
+    findings: int = 0
+    errors: int = 0      # on_event raised
+    slow: int = 0        # on_event took longer than SLOW_S
+
+
+@dataclass
+class EngineCounts:
+    detections: int = 0
+    chain_depth_exceeded: int = 0
+    by_signature: dict[str, SignatureStats] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, signatures: Sequence[Signature],
+                 params: Mapping[str, Mapping[str, Any]] | None = None,
+                 stores: Any = None) -> None:
+        self.signatures = list(signatures)
+        self.counts = EngineCounts()
+        self._pending: list[Finding] = []
+        self._warned: set[tuple[str, str]] = set()
+        self._defs: dict[str, EventDef] = {}     # signature id -> its event
+        self._route: dict[int, list[tuple[Signature, str, SignatureStats]]] = {}
+        params = params or {}
+        register(self.signatures)
+        for sig in self.signatures:
+            md = sig.metadata
+            stats = self.counts.by_signature.setdefault(md.id, SignatureStats())
+            for sel in sig.selected_events:
+                d = definitions.lookup(sel.name)
+                assert d is not None  # register() checked
+                self._route.setdefault(d.id, []).append((sig, sel.origin, stats))
+            self._defs[md.id] = definitions.BY_NAME[md.event_name]
+            sig.init(SignatureContext(self._pending.append, params.get(md.id, {}), stores))
+
+    def definition(self, sig: Signature) -> EventDef:
+        return self._defs[sig.metadata.id]
+
+    @property
+    def selected_ids(self) -> frozenset[int]:
+        return frozenset(self._route)
+
+    def process(self, events: list[Event], bits: Any = None) -> list[Event]:
+        """The events, each followed by the detections it caused. `bits(version)`
+        gives event id -> policies for the policy set an event matched under: a
+        detection goes to the policies that selected its signature (None: all)."""
+        route = self._route
+        if not route:
+            return events
+        out: list[Event] = []
+        append = out.append
+        for ev in events:
+            append(ev)
+            targets = route.get(ev.event_id)
+            if targets is None:
+                continue
+            self._run(ev, targets)
+            if self._pending:
+                self._emit(ev, bits, out, 1)
+        return out
+
+    def _run(self, ev: Event, targets: list[tuple[Signature, str, SignatureStats]]) -> None:
+        in_container = ev.ctx.container is not None
+        for sig, origin, stats in targets:
+            if origin != "*" and (origin == "container") != in_container:
+                continue
+            stats.events += 1
+            t0 = time.perf_counter()
+            try:
+                sig.on_event(ev)
+            except Exception as exc:  # isolate: the others keep running
+                stats.errors += 1
+                self._warn_once(sig.metadata, "error", f"raised {type(exc).__name__}: {exc}")
+            elapsed = time.perf_counter() - t0
+            if elapsed > SLOW_S:
+                stats.slow += 1
+                self._warn_once(sig.metadata, "slow", f"took {elapsed * 1e3:.1f} ms on {ev.name}")
+
+    def _emit(self, trigger: Event, bits: Any, out: list[Event], depth: int) -> None:
+        findings, self._pending[:] = list(self._pending), []
+        for f in findings:
+            d = self._defs[f.signature.id]
+            policies = bits(f.event.version) if bits is not None else None
+            matched = f.event.matched if policies is None else f.event.matched & policies.get(d.id, 0)
+            det = Detection(f, d, matched)
+            self.counts.by_signature[f.signature.id].findings += 1
+            chained = self._route.get(d.id)
+            if matched:
+                self.counts.detections += 1
+                out.append(det)
+            if chained is not None:
+                if depth >= CHAIN_DEPTH:
+                    self.counts.chain_depth_exceeded += 1
+                    continue
+                self._run(det, chained)
+                if self._pending:
+                    self._emit(det, bits, out, depth + 1)
+
+    def _warn_once(self, md: SignatureMetadata, kind: str, what: str) -> None:
+        if (md.id, kind) not in self._warned:
+            self._warned.add((md.id, kind))
+            log.warning("signature %s (%s) %s (counted; it keeps running, so do the others)",
+                        md.id, md.name, what)
+
+    def signal(self, signal: Any) -> None:
+        for sig in self.signatures:
+            try:
+                sig.on_signal(signal)
+            except Exception as exc:
+                self._warn_once(sig.metadata, "error", f"raised {type(exc).__name__}: {exc}")
+
+    def close(self) -> list[Event]:
+        """Close every signature; findings made while closing come back as detections."""
+        out: list[Event] = []
+        for sig in self.signatures:
+            try:
+                sig.close()
+            except Exception as exc:
+                self._warn_once(sig.metadata, "error", f"raised {type(exc).__name__}: {exc}")
+        if self._pending:
+            for f in list(self._pending):
+                self._pending.clear()
+                d = self._defs[f.signature.id]
+                out.append(Detection(f, d, f.event.matched))
+        return out
+
+    def summary(self) -> str:
+        c = self.counts
+        errors = sum(s.errors for s in c.by_signature.values())
+        slow = sum(s.slow for s in c.by_signature.values())
+        text = f", detections: {c.detections}"
+        if errors or slow or c.chain_depth_exceeded:
+            text += (f" (signature errors: {errors}, slow calls: {slow}, "
+                     f"chains cut at depth {CHAIN_DEPTH}: {c.chain_depth_exceeded})")
+        return text
+
+
+def register(signatures: Sequence[Signature]) -> None:
+    """Make every signature's event known (so policies and --events can select it),
+    with the events it needs. ValueError for a duplicate id or an unknown event."""
+    ids: set[str] = set()
+    names = {s.metadata.event_name: s for s in signatures}
+    for sig in signatures:
+        md = sig.metadata
+        if md.id in ids:
+            raise ValueError(f"two signatures with id {md.id}")
+        ids.add(md.id)
+        for sel in sig.selected_events:
+            if definitions.lookup(sel.name) is None and sel.name not in names:
+                raise ValueError(f"signature {md.id} selects unknown event {sel.name!r}")
+    for sig in signatures:  # chained signatures' events first exist without dependencies
+        md = sig.metadata
+        definitions.register_signature_event(md.event_name, tuple(md.tags), ())
+    for sig in signatures:
+        md = sig.metadata
+        deps = tuple(definitions.BY_NAME[sel.name].id for sel in sig.selected_events)
+        definitions.register_signature_event(md.event_name, tuple(md.tags), deps)
+
+
+def active(signatures: Sequence[Signature], selected: set[int]) -> list[Signature]:
+    """The signatures whose events are selected, and those they chain from."""
+    by_event = {definitions.BY_NAME[s.metadata.event_name].id: s for s in signatures}
+    out: dict[str, Signature] = {}
+    todo = [by_event[e] for e in selected if e in by_event]
+    while todo:
+        sig = todo.pop()
+        if sig.metadata.id in out:
+            continue
+        out[sig.metadata.id] = sig
+        for sel in sig.selected_events:
+            d = definitions.BY_NAME.get(sel.name)
+            if d is not None and d.id in by_event:
+                todo.append(by_event[d.id])
+    return [s for s in signatures if s.metadata.id in out]
