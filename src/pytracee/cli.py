@@ -382,6 +382,68 @@ def list_signatures(signatures_dirs: tuple[str, ...], as_json: bool) -> None:
                        f"{','.join(events)}{'  [' + note + ']' if note else ''}")
 
 
+@main.command("analyze")
+@click.argument("source", default="-", metavar="FILE|-")
+@click.option("-e", "--events", "events", multiple=True, metavar="NAME",
+              help="Signature events to run (default: every signature).")
+@click.option("-o", "--output", "output", default="json", type=click.Choice(["json", "table"]))
+@click.option("--signatures-dir", "signatures_dirs", multiple=True, metavar="DIR")
+@click.option("--signatures-config", "signatures_config", metavar="FILE")
+def analyze(source: str, events: tuple[str, ...], output: str, signatures_dirs: tuple[str, ...],
+            signatures_config: str | None) -> None:
+    """Run signatures over recorded JSON events (one per line, as `-o json` writes)
+    and print the detections."""
+    from pytracee.detect.engine import Engine, active
+    from pytracee.detect.loader import load_params
+    from pytracee.events.from_json import BadEvent, event_from_json
+    from pytracee.sinks.json_sink import JsonSink
+    from pytracee.sinks.table_sink import TableSink
+
+    try:
+        sigs = load_signatures(signatures_dirs)
+        params = load_params(signatures_config)
+        if events:
+            wanted = set()
+            for name in ",".join(events).split(","):
+                d = definitions.lookup(name)
+                if d is None or d.id < definitions.SIGNATURE_EVENTS_START:
+                    raise UsageError(f"{name!r} is not a signature's event "
+                                     "(see `pytracee list signatures`)", token=name)
+                wanted.add(d.id)
+            sigs = active(sigs, wanted)
+    except UsageError as exc:
+        _fail(2, str(exc))
+    engine = Engine(sigs, params)
+    sink: Any = (JsonSink(open(sys.stdout.fileno(), "wb", closefd=False), lambda v: [])
+                 if output == "json" else TableSink(sys.stdout))
+    name = "<stdin>" if source == "-" else source
+    try:
+        stream = sys.stdin.buffer if source == "-" else open(source, "rb")
+    except OSError as exc:
+        _fail(2, f"{source}: cannot read: {exc.strerror}")
+    count = 0
+    with stream:
+        for lineno, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                ev = event_from_json(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                _fail(2, f"{name}:{lineno}: not JSON: {exc}")
+            except BadEvent as exc:
+                _fail(2, f"{name}:{lineno}: {exc}")
+            count += 1
+            found = [e for e in engine.process([ev]) if e is not ev]
+            if found:
+                sink.write_batch(found)
+    engine.signal("source_complete")
+    tail = engine.close()
+    if tail:
+        sink.write_batch(tail)
+    sink.flush()
+    click.echo(f"pytracee: events analyzed: {count}{engine.summary()}", err=True)
+
+
 @list_cmd.command("policies")
 @click.argument("paths", nargs=-1, required=True)
 def list_policies(paths: tuple[str, ...]) -> None:

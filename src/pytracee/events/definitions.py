@@ -32,7 +32,13 @@ USER_EVENTS_START = 2000
 CONTAINER_CREATE = 2017
 CONTAINER_REMOVE = 2018
 EXISTING_CONTAINER = 2019
+HOOKED_SYSCALL = 2020
 POLICY_RELOAD = 2100
+# Events this kernel cannot produce (kernel modules are compiled out, so no module
+# loads and no hooks to find); defined so signatures on them run on recorded events.
+MODULE_LOAD = 2110
+HOOKED_PROC_FOPS = 2111
+NOT_ON_THIS_KERNEL = frozenset({HOOKED_SYSCALL, MODULE_LOAD, HOOKED_PROC_FOPS})
 # Derived event -> the kernel event it is made from: selecting the first makes
 # the kernel emit the second (for the same policies).
 DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR}
@@ -213,6 +219,12 @@ _USER_EVENTS = (
     _event(CONTAINER_REMOVE, "container_remove", ("default", "containers"),
            "string runtime; string container_id"),
     _event(EXISTING_CONTAINER, "existing_container", ("containers",), _CONTAINER_ARGS),
+    _event(HOOKED_SYSCALL, "hooked_syscall", (),
+           "string syscall; string address; string function; string owner"),
+    _event(MODULE_LOAD, "module_load", (),
+           "string name; string version; string src_version; string pathname; uint32 dev; "
+           "uint64 inode; uint64 ctime"),
+    _event(HOOKED_PROC_FOPS, "hooked_proc_fops", (), "[]trace.HookedSymbolData hooked_fops_pointers"),
     # Every policy reload, applied or refused, so the output records what was active when.
     _event(POLICY_RELOAD, "policy_reload", ("pytracee",),
            "bool success; int32 version; []string policies; string error"),

@@ -55,6 +55,12 @@ class TableSink:
         stamp = time.strftime("%H:%M:%S", time.localtime(secs)) + f":{ns // 1000:06d}"
         ctx = ev.ctx
         args = ", ".join(f"{n}: {_show(v)}" for n, _, v in self.args.values(ev))
+        md = getattr(ev, "metadata", None)
+        if md is not None:  # a detection: which signature, how bad, caused by what
+            base = getattr(ev, "triggered_by", None)
+            what = f"{md.id} {safe(md.name)} (severity {md.severity})"
+            what += f", triggered by {base.name}" if base is not None else ""
+            args = f"{what}{', ' + args if args else ''}"
         where = ""
         if self.containers:
             c = ctx.container
