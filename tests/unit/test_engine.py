@@ -161,3 +161,25 @@ def test_builtins_have_tracee_ids_and_known_events() -> None:
         assert md.id.startswith("TRC-") and 0 <= md.severity <= 4
         assert md.properties["external_id"]
         assert all(d.lookup(e.name) is not None for e in s.selected_events)
+
+
+def test_threat_selectors_pick_signatures_by_severity_and_mitre(tmp_path: Any) -> None:
+    from pytracee.policy.compile import compile_policies
+    from pytracee.policy.files import load_policies
+    from pytracee.policy.filters import threat_events
+
+    register(builtin_signatures())
+    names = lambda expr: {d.EVENTS[e].name for e in threat_events(expr)}  # noqa: E731
+    high = names("threat.severity>=high")
+    assert {"fileless_execution", "ptrace_code_injection", "stdio_over_socket"} <= high
+    assert "anti_debugging" not in high and "dynamic_code_loading" not in high
+    assert names("threat.severity=low") >= {"anti_debugging"}
+    assert names("threat.mitre.technique=T1055") >= {"ptrace_code_injection"}
+    assert "anti_debugging" not in names("threat.mitre.technique=T1055")
+    assert names('threat.mitre.tactic="Defense Evasion"') >= {
+        "anti_debugging", "dynamic_code_loading", "fileless_execution", "ptrace_code_injection"}
+    policy = tmp_path / "p.yaml"
+    policy.write_text("type: policy\nname: high\nscope: [global]\nrules:\n"
+                      "  - event: threat.severity>=high\n")
+    [p] = compile_policies(load_policies([str(policy)])).policies
+    assert {d.EVENTS[e].name for e in p.selection.event_ids} == high

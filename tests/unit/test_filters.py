@@ -542,8 +542,11 @@ def test_event_scope_structure(expr: str, expected: list[tuple[str, object]]) ->
     (["tag="], "empty value", "tag="),
     (["tag!=fs"], "'tag' supports only '='", "tag!=fs"),
     (["event=openat"], "expected tag=<set>", "event=openat"),
-    (["threat.severity>=high"], "threat selectors are not supported yet",
-     "threat.severity>=high"),
+    (["threat.severity>=extreme"], "expected threat.severity with", "threat.severity>=extreme"),
+    (["threat.colour=red"], "expected threat.severity, threat.mitre.technique",
+     "threat.colour=red"),
+    (["threat.mitre.technique=T9999"], "no loaded signature matches",
+     "threat.mitre.technique=T9999"),
     # malformed filter expressions
     (["openat,close.retval=0"], "a filter must be alone in its --events value",
      "openat,close.retval=0"),

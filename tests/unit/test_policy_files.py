@@ -371,9 +371,9 @@ def test_global_scope_and_kernel_alias(tmp_path: Path) -> None:
 
 
 COMPILE_ERRORS = [
-    ("threat selector", plain("p", "execve threat.severity>=high"), 7,
-     "threat selectors need signatures, which pytracee does not have yet"),
-    ("mitre selector", plain("p", "threat.mitre.technique=T1055"), 6, "threat selectors"),
+    ("threat selector", plain("p", "execve threat.severity>=extreme"), 7,
+     "expected threat.severity with"),
+    ("mitre selector", plain("p", "threat.mitre.technique=T9999"), 6, "no loaded signature matches"),
     ("unknown event", plain("p", "execve opneat"), 7, "unknown event 'opneat' (did you mean"),
     ("exclusion", plain("p", "-openat"), 6, "a rule cannot exclude events"),
     ("comma list", plain("p", "openat,close"), 6, "one event, glob or tag=<set> per rule"),

@@ -231,7 +231,12 @@ def register(signatures: Sequence[Signature]) -> None:
     for sig in signatures:
         md = sig.metadata
         deps = tuple(definitions.BY_NAME[sel.name].id for sel in sig.selected_events)
-        definitions.register_signature_event(md.event_name, tuple(md.tags), deps)
+        props = md.properties
+        threat = {"severity": md.severity, "name": md.name,
+                  "technique": str(props.get("external_id", "")),
+                  "technique_name": str(props.get("Technique", "")),
+                  "tactic": str(props.get("Category", props.get("tactic", "")))}
+        definitions.register_signature_event(md.event_name, tuple(md.tags), deps, threat)
 
 
 def active(signatures: Sequence[Signature], selected: set[int]) -> list[Signature]:

@@ -8,6 +8,7 @@ fields Tracee gives them (pkg/events/core.go), so output and filters use Tracee'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytracee.events.argkinds import (
     ARG_BYTES,
@@ -271,7 +272,13 @@ def lookup(name: str) -> EventDef | None:
 SIGNATURE_EVENTS_START = 6000  # Tracee's ids for findings of signatures
 
 
-def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple[int, ...]) -> EventDef:
+# Signature event id -> its threat (for `threat.*` selectors): severity 0-4,
+# technique id (e.g. T1055.008), tactic, name.
+SIGNATURE_THREATS: dict[int, dict[str, Any]] = {}
+
+
+def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple[int, ...],
+                             threat: dict[str, Any] | None = None) -> EventDef:
     """An event for a signature's findings (ids from 6000, in load order), selectable
     by name, by `tag=signatures` and by its tags. Selecting it makes the kernel send
     `depends_on` (resolved transitively for chained signatures)."""
@@ -280,6 +287,8 @@ def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple
         if existing.id < SIGNATURE_EVENTS_START:
             raise ValueError(f"signature event name {name!r} is already the name of an event")
         DEPENDS_ON[existing.id] = depends_on
+        if threat is not None:
+            SIGNATURE_THREATS[existing.id] = threat
         return existing
     eid = max((e for e in EVENTS if e >= SIGNATURE_EVENTS_START), default=SIGNATURE_EVENTS_START - 1) + 1
     sets = ("signatures", *[t for t in tags if t != "signatures"])
@@ -289,6 +298,8 @@ def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple
     for tag in sets:
         _BY_SET[tag] = (*_BY_SET.get(tag, ()), ev)
     DEPENDS_ON[eid] = depends_on
+    if threat is not None:
+        SIGNATURE_THREATS[eid] = threat
     return ev
 
 

@@ -38,6 +38,7 @@ from pytracee.policy.filters import (
     StringFilter,
     parse_events,
     parse_scope,
+    threat_events,
 )
 
 __all__ = ["CompiledPolicy", "PolicySet", "compile_policies", "cli_policy_set", "describe"]
@@ -157,8 +158,7 @@ def _rule_targets(rule: RuleDoc, reg: EventRegistry) -> list[str]:
     """The event names a rule's `event:` selects (raises UsageError)."""
     ev = rule.event
     if ev.startswith("threat."):
-        raise UsageError("threat selectors need signatures, which pytracee does not have yet",
-                         token=ev)
+        return [EVENTS[e].name for e in sorted(threat_events(ev))]
     if not ev.startswith("tag="):
         if ev.startswith("-"):
             raise UsageError(f"a rule cannot exclude events ('{ev}'); list what the policy wants",

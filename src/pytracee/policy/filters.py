@@ -309,6 +309,53 @@ def _check_spaces(kind: str, expr: str) -> None:
         raise _fail(kind, expr, "unexpected whitespace")
 
 
+_SEVERITIES = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+_NUM_OPS = {"=": int.__eq__, "!=": int.__ne__, "<": int.__lt__, ">": int.__gt__,
+            "<=": int.__le__, ">=": int.__ge__}
+
+
+def _norm(s: str) -> str:
+    return s.strip().strip('"').lower().replace("-", " ").replace("_", " ")
+
+
+def threat_events(expr: str) -> set[int]:
+    """`threat.severity>=high`, `threat.mitre.technique=T1055`, `threat.mitre.tactic="Defense
+    Evasion"`, `threat.name=...`: the events of the loaded signatures that match
+    (resolved once, when the selection is parsed). None matching is an error."""
+    from pytracee.events.definitions import SIGNATURE_THREATS
+
+    k = "threat selector"
+    head, op, raw = _split_op(k, expr)
+    field_name = head[len("threat."):]
+    if field_name == "severity":
+        value = raw.strip('"').lower()
+        level = _SEVERITIES.get(value, int(value) if value.isdigit() else None)
+        if level is None or op not in _NUM_OPS:
+            raise _fail(k, expr, "expected threat.severity with = != < > <= >= and info, low, "
+                                 "medium, high, critical or 0-4")
+        test = lambda t: _NUM_OPS[op](t["severity"], level)  # noqa: E731
+    elif field_name in ("mitre.technique", "mitre.tactic", "name") and op in ("=", "!="):
+        want = _norm(raw)
+
+        def test(t: dict[str, Any]) -> bool:
+            if field_name == "mitre.technique":
+                tech = t["technique"].lower()
+                hit = tech == want.upper().lower() or tech.startswith(want + ".") \
+                    or _norm(t["technique_name"]) == want
+            elif field_name == "mitre.tactic":
+                hit = _norm(t["tactic"]) == want
+            else:
+                hit = _norm(t["name"]) == want
+            return hit if op == "=" else not hit
+    else:
+        raise _fail(k, expr, "expected threat.severity, threat.mitre.technique, "
+                             "threat.mitre.tactic or threat.name with an operator")
+    found = {eid for eid, t in SIGNATURE_THREATS.items() if test(t)}
+    if not found:
+        raise _fail(k, expr, "no loaded signature matches")
+    return found
+
+
 def _values(kind: str, expr: str, raw: str) -> list[str]:
     if raw == "":
         raise _fail(kind, expr, "empty value")
@@ -1030,7 +1077,8 @@ class _EventsParser:
         k = "filter"
         head, op, raw = _split_op(k, expr)
         if head.startswith("threat."):
-            raise _fail(k, expr, "threat selectors are not supported yet")
+            self.added |= threat_events(expr)
+            return
         parts = head.split(".")
         if len(parts) < 2 or any(p == "" for p in parts) or len(parts) > 3:
             raise _fail(k, expr, "expected <event>.data.<field>, <event>.retval or "
