@@ -1,0 +1,132 @@
+"""Detections end to end: the engine in the live pipeline, user signatures,
+signature config, `list signatures` and `analyze` on a recording."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.kernel.cli_proc import PYTRACEE, _no_leftover_tracers, start, stop  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("require_bpf")
+
+COMM = Path(sys.executable).name[:15]  # what the kernel calls the interpreter we run
+TRACEME = "import ctypes; ctypes.CDLL(None).ptrace(0, 0, 0, 0)"
+ATTACH_SELF = "import ctypes, os; ctypes.CDLL(None).ptrace(16, os.getpid(), 0, 0)"
+
+USER_SIG = '''
+from pytracee.detect.signature import EventSelector, Signature, SignatureMetadata
+
+
+class TmpMarker(Signature):
+    metadata = SignatureMetadata("USR-1", "Marker file opened", "marker_opened",
+                                 properties={"Severity": 2, "external_id": "T0000"})
+    selected_events = (EventSelector("security_file_open"),)
+
+    def on_event(self, ev):
+        path = ev.arg("pathname") or ""
+        allowed = self.params.get("allowed_comms", [])
+        if path.endswith("/pt-marker") and ev.ctx.comm not in allowed:
+            self.match(ev, path=path, ancestors=len(self.ctx.stores.ancestry(ev)))
+'''
+
+
+def lines(out: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(x) for x in out.splitlines()]
+
+
+def test_signature_selects_its_events_without_printing_them() -> None:
+    proc = start("-o", "json", "-e", "anti_debugging", "-E", "none")
+    subprocess.run([sys.executable, "-c", TRACEME], check=True)
+    subprocess.run([sys.executable, "-c", ATTACH_SELF], check=True)  # ptrace, not TRACEME
+    out, err = stop(proc)
+    evs = lines(out)
+    assert [e["eventName"] for e in evs] == ["anti_debugging"]  # the ptrace events stay inside
+    det = evs[0]
+    assert det["metadata"]["Properties"]["signatureID"] == "TRC-102"
+    assert det["metadata"]["Properties"]["Severity"] == 1
+    trig = det["args"][-1]
+    assert trig["name"] == "triggeredBy" and trig["value"]["name"] == "ptrace"
+    assert trig["value"]["args"][0] == {"name": "request", "type": "int64", "value": 0}
+    assert det["syscall"] == "ptrace" and det["processName"] == COMM
+    assert "detections: 1" in err
+
+
+def test_both_the_signature_and_its_event_when_both_are_asked() -> None:
+    proc = start("-o", "json", "-e", "anti_debugging,ptrace", "-s", f"comm={COMM}", "-E", "none")
+    subprocess.run([sys.executable, "-c", TRACEME], check=True)
+    out, _ = stop(proc)
+    assert [e["eventName"] for e in lines(out)] == ["ptrace", "anti_debugging"]
+
+
+def test_user_python_signature_with_params_and_ancestry(tmp_path: Path) -> None:
+    sigdir = tmp_path / "sigs"
+    sigdir.mkdir()
+    (sigdir / "marker.py").write_text(USER_SIG)
+    marker = tmp_path / "pt-marker"
+    marker.write_text("x")
+    cfg = tmp_path / "sigcfg.yaml"
+    cfg.write_text("USR-1:\n  allowed_comms: [head]\n")
+    proc = start("-o", "json", "-e", "marker_opened", "--signatures-dir", str(sigdir),
+                 "--signatures-config", str(cfg), "-E", "none")
+    subprocess.run(["cat", str(marker)], check=True, capture_output=True)
+    subprocess.run(["head", str(marker)], check=True, capture_output=True)  # allowed: silent
+    out, _ = stop(proc)
+    [det] = lines(out)
+    assert det["eventName"] == "marker_opened" and det["processName"] == "cat"
+    data = {a["name"]: a["value"] for a in det["args"]}
+    assert data["path"] == str(marker)
+    assert data["ancestors"] >= 2  # cat <- pytest <- ... from the process tree
+    assert det["metadata"]["Properties"]["signatureID"] == "USR-1"
+
+
+def test_bad_signature_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("from pytracee.detect.signature import Signature\n\ndef x(:\n")
+    res = subprocess.run([str(PYTRACEE), "--signatures-dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr == f"pytracee: {tmp_path}/bad.py:3: Python syntax error: invalid syntax\n"
+    res = subprocess.run([str(PYTRACEE), "list", "signatures", "--signatures-dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "bad.py:3" in res.stderr
+
+
+def test_list_signatures() -> None:
+    res = subprocess.run([str(PYTRACEE), "list", "signatures", "--json"], capture_output=True,
+                         text=True, check=True)
+    sigs = {s["id"]: s for s in map(orjson.loads, res.stdout.splitlines())}
+    assert sigs["TRC-105"] == {"id": "TRC-105", "name": "Fileless execution detected",
+                               "event": "fileless_execution", "severity": "high",
+                               "mitre": "T1620", "events": ["sched_process_exec"],
+                               "kernel_can_trigger": True}
+    assert sigs["TRC-101"]["events"] == ["security_socket_connect", "socket_dup"]
+
+
+def test_analyze_a_recording_finds_what_live_found(tmp_path: Path) -> None:
+    rec = tmp_path / "rec.json"
+    proc = start("-o", f"json:{rec}", "-e", "ptrace,sched_process_exec", "-s", f"comm={COMM}",
+                 "-E", "none")
+    subprocess.run([sys.executable, "-c", TRACEME], check=True)
+    subprocess.run([sys.executable, "-c", ATTACH_SELF], check=True)
+    stop(proc)
+    recorded = rec.read_bytes().splitlines()
+    assert len(recorded) >= 3
+    res = subprocess.run([str(PYTRACEE), "analyze", str(rec)], capture_output=True, check=True)
+    [det] = lines(res.stdout)
+    assert det["eventName"] == "anti_debugging"
+    assert det["metadata"]["Properties"]["signatureID"] == "TRC-102"
+    assert res.stderr.decode() == f"pytracee: events analyzed: {len(recorded)}, detections: 1\n"
+    # stdin works too, and one signature can be chosen
+    res = subprocess.run([str(PYTRACEE), "analyze", "-e", "fileless_execution", "-"],
+                         input=rec.read_bytes(), capture_output=True, check=True)
+    assert res.stdout == b""
+    # A broken line: file and line named, exit 2.
+    rec.write_bytes(rec.read_bytes() + b"{not json\n")
+    res = subprocess.run([str(PYTRACEE), "analyze", str(rec)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"pytracee: {rec}:{len(recorded) + 1}: not JSON")
