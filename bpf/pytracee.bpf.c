@@ -553,7 +553,19 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
     b->hdr.matched_policies = matched;
     if (signal)
         b->hdr.flags |= EV_FLAG_SIGNAL;
-    __u32 off = put_task_ids(b, 0, 0, parent);                               /* parent_* */
+    __u32 off;
+    if (!matched) {
+        /* Only the process tree wants it: the child and its parent process, no more. */
+        struct task_struct *pp = BPF_CORE_READ(child, real_parent, group_leader);
+        off = put_int(b, 0, 5, BPF_CORE_READ(child, pid));                   /* child_tid */
+        off = put_int(b, off, 7, child_tgid);                                /* child_pid */
+        off = put_int(b, off, 9, task_start_time(child));                    /* start_time */
+        off = put_int(b, off, 12, BPF_CORE_READ(pp, tgid));                  /* parent_process_pid */
+        off = put_int(b, off, 14, task_start_time(pp));                      /* parent_process_start_time */
+        submit(b, off);
+        return 0;
+    }
+    off = put_task_ids(b, 0, 0, parent);                                     /* parent_* */
     off = put_task_ids(b, off, 5, child);                                    /* child_*, start_time */
     off = put_task_ids(b, off, 10, BPF_CORE_READ(child, real_parent, group_leader)); /* parent_process_* */
     off = put_task_ids(b, off, 15, BPF_CORE_READ(child, group_leader));      /* leader_* */
