@@ -40,6 +40,7 @@
 #define EVENT_TASK_RENAME 767
 #define EVENT_PROCESS_EXECUTE_FAILED 779
 #define EVENT_SECURITY_SB_UMOUNT 794
+#define EVENT_SECURITY_INODE_LINK 1000 /* pytracee's own: hard links (link, linkat) */
 
 /* Fields that change per event come first; the task context after them is
  * one contiguous span that user space interns (same task -> same bytes). */

@@ -22,6 +22,7 @@
 #define NR_UNLINKAT 263
 #define NR_RENAME 82
 #define NR_SYMLINK 88
+#define NR_LINK 86
 #define NR_MKNOD 133
 #define PROT_WRITE 0x2
 #define PROT_EXEC 0x4
@@ -355,6 +356,12 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         if (ret != 0)
             return 0;
         int at = id != NR_RENAME;
+        off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]);     /* old_path */
+        off = put_at_path(b, off, 1, t, at ? args[2] : AT_FDCWD_, (void *)args[at ? 3 : 1]); /* new_path */
+    } else if (derived == EVENT_SECURITY_INODE_LINK) {
+        if (ret != 0)
+            return 0;
+        int at = id != NR_LINK; /* linkat(olddirfd, oldpath, newdirfd, newpath, flags) */
         off = put_at_path(b, off, 0, t, at ? args[0] : AT_FDCWD_, (void *)args[at]);     /* old_path */
         off = put_at_path(b, off, 1, t, at ? args[2] : AT_FDCWD_, (void *)args[at ? 3 : 1]); /* new_path */
     } else if (derived == EVENT_SECURITY_INODE_SYMLINK) {

@@ -318,6 +318,8 @@ def test_inode_events_give_absolute_paths(tmp_path: Path) -> None:
         dfd = os.open({str(tmp_path)!r}, os.O_RDONLY)
         os.symlink("/etc/passwd", "link", dir_fd=dfd)            # symlinkat: relative to a dirfd
         os.mkfifo("fifo", 0o600)                                 # mknodat(AT_FDCWD) in glibc
+        os.link("../b", "hard")                                  # linkat(AT_FDCWD, AT_FDCWD)
+        os.link("hard", "hard2", dst_dir_fd=dfd)                 # linkat into a dirfd
         os.unlink({str(tmp_path / 'b')!r})                       # absolute
         os.unlink("fifo")
         try:
@@ -326,11 +328,13 @@ def test_inode_events_give_absolute_paths(tmp_path: Path) -> None:
             pass
     """
     with Session(["security_inode_unlink", "security_inode_rename", "security_inode_symlink",
-                  "security_inode_mknod"], ["comm=pt-inode"]) as s:
+                  "security_inode_mknod", "security_inode_link"], ["comm=pt-inode"]) as s:
         py("pt-inode", code)
         events = s.drain()
     assert [(e.arg("old_path"), e.arg("new_path")) for e in of(events, "security_inode_rename")] == [
         (f"{d}/a", f"{d}/../b")]
+    assert [(e.arg("old_path"), e.arg("new_path")) for e in of(events, "security_inode_link")] == [
+        (f"{d}/../b", f"{d}/hard"), (f"{d}/hard", f"{tmp_path}/hard2")]
     assert [(e.arg("linkpath"), e.arg("target")) for e in of(events, "security_inode_symlink")] == [
         (f"{tmp_path}/link", "/etc/passwd")]
     assert [(e.arg("file_name"), e.arg("mode")) for e in of(events, "security_inode_mknod")] == [

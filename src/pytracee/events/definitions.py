@@ -199,6 +199,10 @@ _SECURITY_EVENTS = (
            "string linkpath; string target", ("symlink", "symlinkat")),
     _event(768, "security_inode_rename", (), "string old_path; string new_path",
            ("rename", "renameat", "renameat2")),
+    # Not one of Tracee's: a hard link gives a file a second name (e.g. to dodge a
+    # path-based rule), so it is reported like a rename.
+    _event(1000, "security_inode_link", ("lsm_hooks", "fs", "fs_file_ops"),
+           "string old_path; string new_path", ("link", "linkat")),
     _event(740, "security_sb_mount", ("default", "lsm_hooks", "fs"),
            "string dev_name; string path; string type; uint64 flags", ("mount",)),
     _event(794, "security_sb_umount", ("default", "lsm_hooks", "fs"),
