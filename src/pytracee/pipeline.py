@@ -14,6 +14,7 @@ from pytracee.detect.engine import Engine
 from pytracee.ebpf.tracer import Tracer
 from pytracee.enrich.enricher import Enricher
 from pytracee.events import wire
+from pytracee.events.definitions import SIGNATURE_EVENTS_START
 from pytracee.events.decoder import Decoder
 from pytracee.events.event import Event
 from pytracee.policy.runtime import PolicyRuntime
@@ -59,6 +60,7 @@ class Pipeline:
         self.stop_event = threading.Event()
         self._warned: set[int] = set()
         self._flushed = time.monotonic()
+        self._urgent = False  # set when a detection is delivered: flush at once
         self.handle_batch = self._make_handler()
 
     def event_bits(self, version: int) -> dict[int, int] | None:
@@ -146,6 +148,8 @@ class Pipeline:
                 ev.matched &= rt.event_bits.get(ev.event_id, 0)
             if ev.matched:
                 out.append(ev)
+                if ev.event_id >= SIGNATURE_EVENTS_START:
+                    self._urgent = True  # a detection is written out without waiting
         return out
 
     def drain_once(self, timeout_ms: int = 100) -> int:
@@ -164,7 +168,8 @@ class Pipeline:
         if self.enricher is not None and self.enricher.held:
             self.deliver(self.enricher.release())
         now = time.monotonic()
-        if n == 0 or now - self._flushed >= self.FLUSH_S:
+        if n == 0 or self._urgent or now - self._flushed >= self.FLUSH_S:
+            self._urgent = False
             self.flush()
             self._flushed = now
         if 0 < n < self.SMALL_BATCH:
