@@ -108,9 +108,31 @@ def test_a_slow_signature_is_counted() -> None:
     def slow(self: Signature, ev: Event) -> None:
         time.sleep(0.01)
 
+    from pytracee.detect.engine import TIME_EVERY
+
     engine = Engine([sig("S-1", "s_slow", (EventSelector("ptrace"),), slow)])
-    engine.process([event("ptrace", request=0)])
+    engine.process([event("ptrace", request=0) for _ in range(TIME_EVERY)])  # one call is timed
     assert engine.counts.by_signature["S-1"].slow == 1
+
+
+def test_prefilters_call_signatures_only_for_matching_arguments() -> None:
+    calls: list[tuple[str, str]] = []
+
+    def on(self: Signature, ev: Event) -> None:
+        calls.append((self.metadata.id, ev.arg("pathname")))
+
+    etc = sig("F-1", "f_etc", (EventSelector("security_file_open", field="pathname",
+                                             prefixes=("/etc/",), suffixes=(".conf",)),), on)
+    mem = sig("F-2", "f_mem", (EventSelector("security_file_open", field="pathname",
+                                             suffixes=("/mem",), write_only=True),), on)
+    sock = sig("F-3", "f_sock", (EventSelector("security_file_open", field="pathname",
+                                               contains=("docker.sock",)),), on)
+    engine = Engine([etc, mem, sock])
+    opens = [("/etc/passwd", 0), ("/usr/lib/libc.so.6", 0), ("/proc/1/mem", 0),
+             ("/proc/1/mem", 1), ("/run/docker.sock.x", 2), ("/opt/a.conf", 0)]
+    engine.process([event("security_file_open", pathname=p, flags=f) for p, f in opens])
+    assert calls == [("F-1", "/etc/passwd"), ("F-2", "/proc/1/mem"),
+                     ("F-3", "/run/docker.sock.x"), ("F-1", "/opt/a.conf")]
 
 
 def test_detections_go_to_the_policies_that_selected_the_signature() -> None:

@@ -26,6 +26,38 @@ log = logging.getLogger(__name__)
 
 CHAIN_DEPTH = 5
 SLOW_S = 0.005  # one on_event call longer than this is counted as slow
+# Timing every call would cost more than most signatures do: one call in
+# TIME_EVERY is timed (a power of two), so a signature that is slow as a rule is caught.
+TIME_EVERY = 16
+
+
+class _Group:
+    """Selections of one event that prefilter the same string argument: the union of
+    their patterns is tried first, so an event no member could match costs one test."""
+
+    def __init__(self, idx: int | None, members: list[tuple[Signature, Any, Any]]) -> None:
+        self.idx = idx
+        self.members = members
+        self.prefixes = tuple(p for _, s, _ in members for p in s.prefixes)
+        self.suffixes = tuple(x for _, s, _ in members for x in s.suffixes)
+        self.contains = tuple(c for _, s, _ in members for c in s.contains)
+
+
+class _Plan:
+    """Who gets an event of one id and origin: signatures without a prefilter, then
+    prefiltered groups by argument."""
+
+    def __init__(self, eid: int, wants: list[tuple[Signature, Any, Any]]) -> None:
+        d = definitions.EVENTS.get(eid)
+        self.always = [(sig, stats) for sig, sel, stats in wants
+                       if not sel.field and not sel.write_only]
+        by_field: dict[str, list[tuple[Signature, Any, Any]]] = {}
+        for w in wants:
+            if w[1].field or w[1].write_only:
+                by_field.setdefault(w[1].field, []).append(w)
+        self.groups = [_Group(d.arg_index(f) if d is not None and f else None, ms)
+                       for f, ms in by_field.items()]
+        self.flags_idx = d.arg_index("flags") if d is not None else None
 
 
 @dataclass
@@ -75,7 +107,6 @@ def _type_of(v: Any) -> str:
 
 @dataclass
 class SignatureStats:
-    events: int = 0      # events given to it
     findings: int = 0
     errors: int = 0      # on_event raised
     slow: int = 0        # on_event took longer than SLOW_S
@@ -97,18 +128,24 @@ class Engine:
         self._pending: list[Finding] = []
         self._warned: set[tuple[str, str]] = set()
         self._defs: dict[str, EventDef] = {}     # signature id -> its event
-        self._route: dict[int, list[tuple[Signature, str, SignatureStats]]] = {}
+        self._calls = 0  # on_event calls, for sampling their duration
         params = params or {}
         register(self.signatures)
+        wants: dict[int, list[tuple[Signature, Any, SignatureStats]]] = {}
         for sig in self.signatures:
             md = sig.metadata
             stats = self.counts.by_signature.setdefault(md.id, SignatureStats())
             for sel in sig.selected_events:
                 d = definitions.lookup(sel.name)
                 assert d is not None  # register() checked
-                self._route.setdefault(d.id, []).append((sig, sel.origin, stats))
+                wants.setdefault(d.id, []).append((sig, sel, stats))
             self._defs[md.id] = definitions.BY_NAME[md.event_name]
             sig.init(SignatureContext(self._pending.append, params.get(md.id, {}), stores))
+        # event id -> (plan for host events, plan for container events)
+        self._route: dict[int, tuple[_Plan, _Plan]] = {
+            eid: (_Plan(eid, [w for w in ws if w[1].origin != "container"]),
+                  _Plan(eid, [w for w in ws if w[1].origin != "host"]))
+            for eid, ws in wants.items()}
 
     def definition(self, sig: Signature) -> EventDef:
         return self._defs[sig.metadata.id]
@@ -136,18 +173,35 @@ class Engine:
                 self._emit(ev, bits, out, 1)
         return out
 
-    def _run(self, ev: Event, targets: list[tuple[Signature, str, SignatureStats]]) -> None:
-        in_container = ev.ctx.container is not None
-        for sig, origin, stats in targets:
-            if origin != "*" and (origin == "container") != in_container:
-                continue
-            stats.events += 1
-            t0 = time.perf_counter()
-            try:
-                sig.on_event(ev)
-            except Exception as exc:  # isolate: the others keep running
-                stats.errors += 1
-                self._warn_once(sig.metadata, "error", f"raised {type(exc).__name__}: {exc}")
+    def _run(self, ev: Event, plans: tuple[_Plan, _Plan]) -> None:
+        plan = plans[ev.ctx.container is not None]
+        call = self._call
+        for sig, stats in plan.always:
+            call(sig, ev, stats)
+        if not plan.groups:
+            return
+        args = ev.args if ev.event_id < definitions.SIGNATURE_EVENTS_START else ()
+        flags = args[plan.flags_idx] if plan.flags_idx is not None and args else None
+        for g in plan.groups:
+            v = args[g.idx] if g.idx is not None and args else None
+            if g.idx is not None and not (isinstance(v, str) and (
+                    v.startswith(g.prefixes) or v.endswith(g.suffixes)
+                    or any(c in v for c in g.contains))):
+                continue  # no signature of this group could match: none is called
+            for sig, sel, stats in g.members:
+                if sel.accepts(v, flags):
+                    call(sig, ev, stats)
+
+    def _call(self, sig: Signature, ev: Event, stats: SignatureStats) -> None:
+        self._calls += 1
+        timed = not self._calls & (TIME_EVERY - 1)
+        t0 = time.perf_counter() if timed else 0.0
+        try:
+            sig.on_event(ev)
+        except Exception as exc:  # isolate: the others keep running
+            stats.errors += 1
+            self._warn_once(sig.metadata, "error", f"raised {type(exc).__name__}: {exc}")
+        if timed:
             elapsed = time.perf_counter() - t0
             if elapsed > SLOW_S:
                 stats.slow += 1

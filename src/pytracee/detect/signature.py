@@ -40,6 +40,26 @@ class EventSelector:
     name: str            # an event name (or another signature's event_name: chaining)
     origin: str = "*"    # "host", "container" or "*"
     source: str = "tracee"
+    # An optional prefilter the engine applies before calling the signature, with
+    # C-speed string methods: only events whose string argument `field` starts with
+    # one of `prefixes`, ends with one of `suffixes` or contains one of `contains`.
+    # It must let through everything the signature could match (it is an
+    # optimisation: most file opens concern no signature).
+    field: str = ""
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+    contains: tuple[str, ...] = ()
+    write_only: bool = False  # security_file_open: only opens for writing (flags)
+
+    def accepts(self, value: Any, flags: Any) -> bool:
+        if self.write_only and not (isinstance(flags, int) and flags & 3 in (1, 2)):
+            return False
+        if not self.field:
+            return True
+        if not isinstance(value, str):
+            return False
+        return (value.startswith(self.prefixes) or value.endswith(self.suffixes)
+                or any(c in value for c in self.contains))
 
 
 @dataclass

@@ -30,6 +30,22 @@ def select(*names: str, origin: str = "*") -> tuple[EventSelector, ...]:
     return tuple(EventSelector(n, origin) for n in names)
 
 
+def file_open(*, prefixes: tuple[str, ...] = (), suffixes: tuple[str, ...] = (),
+              contains: tuple[str, ...] = (), write: bool = False,
+              origin: str = "*") -> EventSelector:
+    """security_file_open, prefiltered by the engine on the path (and write mode):
+    the union of what the signature's own test can accept."""
+    return EventSelector("security_file_open", origin, field="pathname", prefixes=prefixes,
+                         suffixes=suffixes, contains=contains, write_only=write)
+
+
+def renamed(field: str, *, prefixes: tuple[str, ...] = (), suffixes: tuple[str, ...] = (),
+            origin: str = "*") -> EventSelector:
+    """security_inode_rename prefiltered on `old_path` or `new_path`."""
+    return EventSelector("security_inode_rename", origin, field=field, prefixes=prefixes,
+                         suffixes=suffixes)
+
+
 def is_write(flags: int | None) -> bool:
     return flags is not None and flags & O_ACCMODE in (O_WRONLY, O_RDWR)
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 import os
 import re
 
-from pytracee.detect.builtin._common import is_read, is_write, meta, select, started_container
+from pytracee.detect.builtin._common import (
+    file_open,
+    is_read,
+    is_write,
+    meta,
+    renamed,
+    select,
+    started_container,
+)
 from pytracee.detect.builtin.files_a import allowed, opened_for_write
 from pytracee.detect.signature import Signature, SignatureContext
 from pytracee.events.event import Event
@@ -31,7 +39,7 @@ class CgroupNotifyOnRelease(Signature):
                     "A process in a container opened a cgroup notify_on_release file for "
                     "writing. Switching it on makes the kernel run the cgroup's release agent, "
                     "a program on the host, when the cgroup empties: a known container escape.")
-    selected_events = select("security_file_open", origin="container")
+    selected_events = (file_open(suffixes=("/" + NOTIFY_ON_RELEASE,), write=True, origin="container"),)
 
     def on_event(self, ev: Event) -> None:
         if (started_container(ev) and is_write(ev.arg("flags"))
@@ -50,7 +58,7 @@ class K8sServiceAccountToken(Signature):
                     "The token authenticates the pod to the API server: an attacker who has "
                     "it can query the cluster, take secrets or start more workloads.",
                     Kubernetes_Technique="Container service account")
-    selected_events = select("security_file_open", origin="container")
+    selected_events = (file_open(contains=("secrets/kubernetes.io/serviceaccount/",), origin="container"),)
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,7 +81,8 @@ class CgroupReleaseAgent(Signature):
                     "A process in a container wrote or replaced a cgroup release_agent file. "
                     "The release agent is run by the kernel on the host, as root, so setting "
                     "it from a container is a way out of the container.")
-    selected_events = select("security_file_open", "security_inode_rename", origin="container")
+    selected_events = (file_open(suffixes=("/" + RELEASE_AGENT,), write=True, origin="container"),
+                       renamed("new_path", suffixes=("/" + RELEASE_AGENT,), origin="container"))
 
     def on_event(self, ev: Event) -> None:
         path = opened_for_write(ev)
@@ -87,7 +96,7 @@ class CorePatternModification(Signature):
                     "A process in a container opened /proc/sys/kernel/core_pattern for "
                     "writing. A core_pattern starting with '|' makes the kernel run a program "
                     "on the host whenever a process crashes: a container escape.")
-    selected_events = select("security_file_open", origin="container")
+    selected_events = (file_open(suffixes=(CORE_PATTERN,), write=True, origin="container"),)
 
     def on_event(self, ev: Event) -> None:
         if is_write(ev.arg("flags")) and (ev.arg("pathname") or "").endswith(CORE_PATTERN):

@@ -7,7 +7,14 @@ not reported."""
 
 from __future__ import annotations
 
-from pytracee.detect.builtin._common import is_read, is_write, meta, select, started_container
+from pytracee.detect.builtin._common import (
+    file_open,
+    is_read,
+    is_write,
+    meta,
+    select,
+    started_container,
+)
 from pytracee.detect.signature import Signature
 from pytracee.events.event import Event
 
@@ -25,7 +32,8 @@ class DockerAbuse(Signature):
                     "A process in a container opened the Docker socket (docker.sock) for writing "
                     "or connected to it. Whoever talks to the Docker API can start privileged "
                     "containers and so take over the host.")
-    selected_events = select("security_file_open", "security_socket_connect", origin="container")
+    selected_events = (file_open(suffixes=("docker.sock",), write=True, origin="container"),
+                       *select("security_socket_connect", origin="container"))
 
     def on_event(self, ev: Event) -> None:
         if not started_container(ev):
@@ -49,7 +57,7 @@ class ProcKcoreRead(Signature):
                     "A process in a container opened /proc/kcore, the host's physical memory as "
                     "a core file, for reading. Its contents (keys, other workloads' data) help "
                     "an attacker escape to the host.")
-    selected_events = select("security_file_open", origin="container")
+    selected_events = (file_open(suffixes=("/proc/kcore",), origin="container"),)
 
     def on_event(self, ev: Event) -> None:
         path, flags = _file_open(ev)
@@ -80,8 +88,8 @@ class SchedDebugRecon(Signature):
                     "A process in a container read the scheduler's debug file, which lists the "
                     "host's CPUs and every task on them: reconnaissance of the host from inside "
                     "a container.")
-    selected_events = select("security_file_open", origin="container")
     PATHS = frozenset({"/proc/sched_debug", "/sys/kernel/debug/sched/debug"})
+    selected_events = (file_open(prefixes=tuple(sorted(PATHS)), origin="container"),)
 
     def on_event(self, ev: Event) -> None:
         path, flags = _file_open(ev)
@@ -97,8 +105,8 @@ class SystemRequestKeyModification(Signature):
                     "trigger (/proc/sysrq-trigger) for writing. SysRq commands act on the whole "
                     "host: reboot it, kill every task, or dump task lists and registers to the "
                     "kernel log.")
-    selected_events = select("security_file_open", origin="container")
     PATHS = frozenset({"/proc/sys/kernel/sysrq", "/proc/sysrq-trigger"})
+    selected_events = (file_open(prefixes=tuple(sorted(PATHS)), write=True, origin="container"),)
 
     def on_event(self, ev: Event) -> None:
         path, flags = _file_open(ev)

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pytracee.detect.builtin._common import is_read, is_write, meta, select
-from pytracee.detect.signature import Signature, SignatureContext
+from pytracee.detect.builtin._common import file_open, is_read, is_write, meta, renamed, select
+from pytracee.detect.signature import EventSelector, Signature, SignatureContext
 from pytracee.events.event import Event
 
 PRELOAD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
@@ -46,7 +46,9 @@ class LdPreload(Signature):
                     "/etc/ld.so.preload was written or replaced. Either way a library chosen "
                     "by someone else is loaded first and can hook any function of the "
                     "process, to hide an attacker or to change what programs do.")
-    selected_events = select("sched_process_exec", "security_file_open", "security_inode_rename")
+    selected_events = (*select("sched_process_exec"),
+                       file_open(suffixes=(PRELOAD_LIST,), write=True),
+                       renamed("new_path", suffixes=(PRELOAD_LIST,)))
     needs_exec_env = True  # the env argument of sched_process_exec
 
     def on_event(self, ev: Event) -> None:
@@ -68,7 +70,7 @@ class AslrInspection(Signature):
                     "The kernel's address space layout randomization setting "
                     "(randomize_va_space) was read. Exploits check it to know whether "
                     "addresses are predictable before they try to break memory safety.")
-    selected_events = select("security_file_open")
+    selected_events = (file_open(prefixes=(ASLR_SETTING,)),)
 
     def on_event(self, ev: Event) -> None:
         if ev.arg("pathname") == ASLR_SETTING and is_read(ev.arg("flags")):
@@ -81,7 +83,8 @@ class DefaultLoaderModification(Signature):
                     "A file that looks like the dynamic loader (ld*.so under /lib or /usr/lib) "
                     "was opened for writing or replaced by a rename. The loader runs before "
                     "every dynamically linked program, so changing it takes over all of them.")
-    selected_events = select("security_file_open", "security_inode_rename")
+    selected_events = (file_open(prefixes=("/lib", "/usr/lib"), write=True),
+                       renamed("new_path", prefixes=("/lib", "/usr/lib")))
 
     def on_event(self, ev: Event) -> None:
         path = opened_for_write(ev)
@@ -103,7 +106,7 @@ class HiddenFileCreated(Signature):
                     "An executable (ELF) was written to a hidden path: a file or directory "
                     "whose name starts with a dot. Attackers hide their tools this way so a "
                     "plain directory listing does not show them.")
-    selected_events = select("magic_write")
+    selected_events = (EventSelector("magic_write", field="pathname", contains=("/.",)),)
 
     def on_event(self, ev: Event) -> None:
         path = ev.arg("pathname") or ""
@@ -121,7 +124,8 @@ class K8sCertTheft(Signature):
                     "was read by a process that is not a Kubernetes component, or moved out "
                     "of that directory. With them an attacker can impersonate cluster "
                     "components.")
-    selected_events = select("security_file_open", "security_inode_rename")
+    selected_events = (file_open(prefixes=(K8S_PKI_DIR,)),
+                       renamed("old_path", prefixes=(K8S_PKI_DIR,)))
 
     def __init__(self) -> None:
         super().__init__()

@@ -7,7 +7,8 @@ them (sched_process_exec, by the program's basename or comm)."""
 
 from __future__ import annotations
 
-from pytracee.detect.builtin._common import basename, is_write, meta, select
+from pytracee.detect.builtin._common import basename, file_open, is_write, meta, renamed, select
+from pytracee.detect.signature import EventSelector
 from pytracee.detect.signature import Signature
 from pytracee.events.event import Event
 
@@ -29,6 +30,12 @@ def under(path: str, files: frozenset[str], dirs: tuple[str, ...]) -> bool:
 def ran(ev: Event, programs: frozenset[str]) -> bool:
     """A sched_process_exec of one of `programs` (by file basename or by comm)."""
     return basename(ev.arg("pathname") or "") in programs or ev.ctx.comm in programs
+
+
+def _changes(files: frozenset[str], dirs: tuple[str, ...]) -> tuple[EventSelector, ...]:
+    """Write opens and renames, prefiltered to paths that start with a file or dir."""
+    starts = (*sorted(files), *dirs)
+    return (file_open(prefixes=starts, write=True), renamed("new_path", prefixes=starts))
 
 
 class _FileModification(Signature):
@@ -54,11 +61,11 @@ class RcdModification(_FileModification):
                     "A boot or runlevel script (rc.local, init.d, rcN.d) was written or replaced, "
                     "or update-rc.d was run. Code placed there runs as root at every boot, "
                     "which attackers use to survive a reboot.")
-    selected_events = select("security_file_open", "security_inode_rename", "sched_process_exec")
     FILES = frozenset({"/etc/rc.local", "/etc/init.d/rc.local", "/etc/rc.d/rc.local"})
     DIRS = ("/etc/init.d", "/etc/rc.d",
             *(f"/etc/rc{level}.d" for level in ("0", "1", "2", "3", "4", "5", "6", "s", "S")))
     PROGRAMS = frozenset({"update-rc.d"})
+    selected_events = (*_changes(FILES, DIRS), *select("sched_process_exec"))
 
 
 class ScheduledTaskModification(_FileModification):
@@ -67,11 +74,11 @@ class ScheduledTaskModification(_FileModification):
                     "A cron or anacron table, or a cron allow/deny list, was written or replaced, "
                     "or a task-scheduling command (crontab, at, batch) was run. Scheduled tasks "
                     "are a common way to keep malicious code running across reboots.")
-    selected_events = select("security_file_open", "security_inode_rename", "sched_process_exec")
     FILES = frozenset({"/etc/crontab", "/etc/anacrontab", "/etc/cron.deny", "/etc/cron.allow"})
     DIRS = ("/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly",
             "/etc/cron.d", "/var/spool/cron/crontabs", "/var/spool/anacron")
     PROGRAMS = frozenset({"crontab", "at", "batch", "launchd"})
+    selected_events = (*_changes(FILES, DIRS), *select("sched_process_exec"))
 
 
 class SudoersModification(_FileModification):
@@ -79,9 +86,9 @@ class SudoersModification(_FileModification):
                     "T1548.003", "Sudo and Sudo Caching", "privilege-escalation",
                     "The sudoers policy (/etc/sudoers or a file in /etc/sudoers.d) was written or "
                     "replaced. Changing it lets a user run commands as root or as other users.")
-    selected_events = select("security_file_open", "security_inode_rename")
     FILES = frozenset({"/etc/sudoers", "/private/etc/sudoers"})
     DIRS = ("/etc/sudoers.d", "/private/etc/sudoers.d")
+    selected_events = _changes(FILES, DIRS)
 
 
 SIGNATURES = (RcdModification, ScheduledTaskModification, SudoersModification)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pytracee.detect.builtin._common import is_read, is_write, meta, select
+from pytracee.detect.builtin._common import file_open, is_read, is_write, meta, select
 from pytracee.detect.signature import Signature
 from pytracee.events.event import Event
 
@@ -26,7 +26,7 @@ class ProcMemAccess(Signature):
                     "T1003.007", "Proc Filesystem", "credential-access",
                     "A process opened another process's memory (/proc/<pid>/mem) for reading. "
                     "Credential stealers read process memory for passwords, keys and tokens.")
-    selected_events = select("security_file_open")
+    selected_events = (file_open(suffixes=("/mem",)),)
 
     def on_event(self, ev: Event) -> None:
         opened = proc_mem_open(ev)
@@ -39,7 +39,7 @@ class ProcMemCodeInjection(Signature):
                     "proc_mem_code_injection", 3, "T1055.009", "Proc Memory", "defense-evasion",
                     "A process opened a process's memory (/proc/<pid>/mem) for writing: it can "
                     "overwrite that process's code or data and make it run injected code.")
-    selected_events = select("security_file_open")
+    selected_events = (file_open(suffixes=("/mem",), write=True),)
 
     def on_event(self, ev: Event) -> None:
         opened = proc_mem_open(ev)
