@@ -364,3 +364,18 @@ def test_reading_all_of_input_converts_all_of_it(tmp_path: Path) -> None:
     assert sigs["T-1"]._shared.keys is None
     found = findings(sigs["T-1"], ptrace_event(0))
     assert found[0].data["n"] > 20
+
+
+def test_only_the_args_rules_name_are_sent_to_the_engine() -> None:
+    from pytracee.detect.legacy import event_fields
+    from pytracee.detect.rego import _argument_names
+
+    lit = 'x if { data.tracee.helpers.get_tracee_argument("pathname") == "a" }'
+    assert _argument_names([lit]) == frozenset({"pathname"})
+    assert _argument_names([lit, 'y if { n := "p"; data.tracee.helpers.get_tracee_argument(n) }']) is None
+    assert _argument_names(['z if { some a in input.args; a.name == "p" }']) is None
+    assert _argument_names(['w if { input["args"] }']) is None
+    ev = exec_event("/usr/bin/ls")
+    doc = event_fields(ev, frozenset({"eventName", "args"}), frozenset({"pathname"}))
+    assert doc == {"eventName": "sched_process_exec",
+                   "args": [{"name": "pathname", "type": "string", "value": "/usr/bin/ls"}]}

@@ -33,14 +33,22 @@ TIME_EVERY = 16
 
 class _Group:
     """Selections of one event that prefilter the same string argument: the union of
-    their patterns is tried first, so an event no member could match costs one test."""
+    their patterns is tried first, so an event no member could match costs one test.
+    Members that want only opens for writing have their own union, skipped for reads."""
 
     def __init__(self, idx: int | None, members: list[tuple[Signature, Any, Any]]) -> None:
         self.idx = idx
         self.members = members
-        self.prefixes = tuple(p for _, s, _ in members for p in s.prefixes)
-        self.suffixes = tuple(x for _, s, _ in members for x in s.suffixes)
-        self.contains = tuple(c for _, s, _ in members for c in s.contains)
+        self.readers = [m for m in members if not m[1].write_only]
+        self.all = self._union(members)
+        self.read = self._union(self.readers)
+
+    @staticmethod
+    def _union(ms: list[tuple[Signature, Any, Any]]) -> tuple[tuple[str, ...], tuple[str, ...],
+                                                               tuple[str, ...]]:
+        return (tuple(p for _, s, _ in ms for p in s.prefixes),
+                tuple(x for _, s, _ in ms for x in s.suffixes),
+                tuple(c for _, s, _ in ms for c in s.contains))
 
 
 class _Plan:
@@ -58,6 +66,10 @@ class _Plan:
         self.groups = [_Group(d.arg_index(f) if d is not None and f else None, ms)
                        for f, ms in by_field.items()]
         self.flags_idx = d.arg_index("flags") if d is not None else None
+        # The fast path: nothing unfiltered, one group on a real argument (file opens).
+        self.single = (self.groups[0] if not self.always and len(self.groups) == 1
+                       and self.groups[0].idx is not None and eid < definitions.SIGNATURE_EVENTS_START
+                       else None)
 
 
 @dataclass
@@ -107,6 +119,7 @@ def _type_of(v: Any) -> str:
 
 @dataclass
 class SignatureStats:
+    events: int = 0      # on_event calls
     findings: int = 0
     errors: int = 0      # on_event raised
     slow: int = 0        # on_event took longer than SLOW_S
@@ -163,13 +176,32 @@ class Engine:
             return events
         out: list[Event] = []
         append = out.append
+        call = self._call
+        pending = self._pending
         for ev in events:
             append(ev)
-            targets = route.get(ev.event_id)
-            if targets is None:
+            plans = route.get(ev.event_id)
+            if plans is None:
                 continue
-            self._run(ev, targets)
-            if self._pending:
+            # _run(), inlined for the common case of one prefiltered group (file opens).
+            plan = plans[ev.ctx.container is not None]
+            g = plan.single
+            if g is None:
+                self._run(ev, plans)
+            else:
+                args = ev.args
+                flags = args[plan.flags_idx] if plan.flags_idx is not None else None
+                writing = flags.__class__ is int and flags & 3 in (1, 2)
+                members = g.members if writing else g.readers
+                if members:
+                    v = args[g.idx]
+                    pre, suf, con = g.all if writing else g.read
+                    if v.__class__ is str and (v.startswith(pre) or v.endswith(suf) or (
+                            con and any(c in v for c in con))):
+                        for sig, sel, stats in members:
+                            if sel.accepts(v, flags):
+                                call(sig, ev, stats)
+            if pending:
                 self._emit(ev, bits, out, 1)
         return out
 
@@ -182,18 +214,24 @@ class Engine:
             return
         args = ev.args if ev.event_id < definitions.SIGNATURE_EVENTS_START else ()
         flags = args[plan.flags_idx] if plan.flags_idx is not None and args else None
+        writing = isinstance(flags, int) and flags & 3 in (1, 2)
         for g in plan.groups:
+            members = g.members if writing else g.readers
+            if not members:
+                continue
             v = args[g.idx] if g.idx is not None and args else None
-            if g.idx is not None and not (isinstance(v, str) and (
-                    v.startswith(g.prefixes) or v.endswith(g.suffixes)
-                    or any(c in v for c in g.contains))):
-                continue  # no signature of this group could match: none is called
-            for sig, sel, stats in g.members:
+            if g.idx is not None:
+                pre, suf, con = g.all if writing else g.read
+                if not (isinstance(v, str) and (v.startswith(pre) or v.endswith(suf) or (
+                        con and any(c in v for c in con)))):
+                    continue  # no signature of this group could match: none is called
+            for sig, sel, stats in members:
                 if sel.accepts(v, flags):
                     call(sig, ev, stats)
 
     def _call(self, sig: Signature, ev: Event, stats: SignatureStats) -> None:
         self._calls += 1
+        stats.events += 1
         timed = not self._calls & (TIME_EVERY - 1)
         t0 = time.perf_counter() if timed else 0.0
         try:

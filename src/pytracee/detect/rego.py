@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from pytracee.detect.legacy import event_dict
+from pytracee.detect.legacy import event_fields
 from pytracee.detect.signature import EventSelector, Signature, SignatureMetadata
 from pytracee.errors import UsageError
 from pytracee.events.event import Event
@@ -327,15 +327,13 @@ class _SharedInput:
     def __init__(self, backend: RegoBackend) -> None:
         self.backend = backend
         self.keys: frozenset[str] | None = None
+        self.arg_names: frozenset[str] | None = None
         self._event: Event | None = None  # the input's event (held: ids are reused)
 
     def use(self, ev: Event) -> None:
         if ev is self._event:
             return
-        doc = event_dict(ev)
-        if self.keys is not None:
-            doc = {k: doc[k] for k in self.keys if k in doc}
-        self.backend.set_input(doc)
+        self.backend.set_input(event_fields(ev, self.keys, self.arg_names))
         self._event = ev
 
 
@@ -422,7 +420,27 @@ def load_rego_signatures(paths: Sequence[Path], *, engine: str = "regorus",
         packages[package] = path
         sigs.append(sig)
     shared.keys = shared.backend.input_keys()
+    shared.arg_names = _argument_names([src for _, src, _ in files])
     return sigs, errors
+
+
+_ARG_CALL = re.compile(r"get_tracee_argument\(\s*(\"[^\"]*\")?")
+
+
+def _argument_names(sources: Sequence[str]) -> frozenset[str] | None:
+    """The args the rules can read, when they read args only through
+    get_tracee_argument("literal"): then the other args need not be sent to the
+    engine (converting input is half of an evaluation). None: send them all."""
+    names: set[str] = set()
+    for src in sources:
+        code = "\n".join(ln.split("#", 1)[0] for ln in src.splitlines())
+        if "input.args" in code or "input[" in code or re.search(r"\binput\s*$|\binput\s*[,)}\]]", code):
+            return None
+        for m in _ARG_CALL.finditer(code):
+            if m.group(1) is None:
+                return None  # a computed name: any arg
+            names.add(m.group(1)[1:-1])
+    return frozenset(names)
 
 
 def _load_one(path: Path, source: str, package: str, shared: _SharedInput) -> RegoSignature:
