@@ -104,7 +104,9 @@ struct {
 
 struct saved_args {
     __u64 args[6];
-    __u64 matched;
+    __u64 own;     /* policies (of `version`) for the syscall's own event */
+    __u64 sec;     /* ... and for its security event: fixed at entry, so a call that
+                    * outlives two reloads does not read a slot reused since */
     __s64 syscall; /* -1 once consumed */
     __s64 state;   /* what the derived event needs from before the call */
     __u32 version; /* the policy set `matched` was computed under */
@@ -118,6 +120,16 @@ struct {
     __type(key, __u32);
     __type(value, struct saved_args);
 } task_args SEC(".maps");
+
+/* Syscalls that any policy set applied since start selected (itself or its
+ * security event). sys_exit looks for a saved call only for these, so a call
+ * that entered under an older set is still found (and consumed) after reloads. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, MAX_EVENT_ID);
+    __type(key, __u32);
+    __type(value, __u8);
+} ever_selected SEC(".maps");
 
 /* tid -> comm before execve replaced it (sched_process_exec prev_comm). */
 struct {
@@ -372,17 +384,21 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     if (state == STATE_NO_EVENT && !(matched & event_policies(version, id)))
         return 0;
 
+    __u64 own = ef->submit_on_enter ? 0 : matched & event_policies(version, id); /* exec: sent */
+    __u64 sec = ef->derived ? matched & event_policies(version, ef->derived) : 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
     if (sa) {
         __builtin_memcpy(sa->args, args, sizeof(args));
-        sa->matched = matched;
+        sa->own = own;
+        sa->sec = sec;
         sa->version = version;
         sa->state = state;
         sa->syscall = id;
         return 0;
     }
-    struct saved_args fresh = {.matched = matched, .syscall = id, .version = version, .state = state};
+    struct saved_args fresh = {.own = own, .sec = sec, .syscall = id, .version = version,
+                               .state = state};
     __builtin_memcpy(fresh.args, args, sizeof(args));
     if (bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY)) /* table full: say so */
         count_stat(STAT_LOST_OTHER, (event_policies(version, id) & matched) ? id : ef->derived);
@@ -434,14 +450,15 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     __u32 version = active_version();
     emit_raw_syscall(t, version, EVENT_SYS_EXIT, id);
 
-    /* Syscalls no policy set selects stop here, before the per-thread hash
-     * lookup. Both slots count: the call may have entered under the previous set. */
+    /* Syscalls no policy set ever selected stop here, before the per-thread
+     * hash lookup. Any set since start counts: the call may have entered under it. */
     struct event_fetch *ef = fetch_cfg(id);
     if (!ef || (ef->submit_on_enter && !ef->derived))
         return 0;
     __u32 derived = ef->derived;
-    if (!(event_policies(version, id) | event_policies(version + 1, id) |
-          (derived ? event_policies(version, derived) | event_policies(version + 1, derived) : 0)))
+    __u32 key = id;
+    __u8 *ever = bpf_map_lookup_elem(&ever_selected, &key);
+    if (!ever || !*ever)
         return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
@@ -451,13 +468,11 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     __u64 args[6];
     __builtin_memcpy(args, sa->args, sizeof(args));
     __u32 ver = sa->version;
-    __u64 matched = sa->matched;
+    __u64 own = sa->own, sec = sa->sec;
     __s64 ret = ctx->args[1];
-    __u64 own = ef->submit_on_enter ? 0 : matched & event_policies(ver, id); /* sent at entry */
     if (own)
         emit_syscall(t, ef, id, args, own, ver, ret);
     if (derived) {
-        __u64 sec = matched & event_policies(ver, derived);
         if (sec)
         {
             struct derived_call dc = {.matched = sec, .ret = ret, .state = sa->state, .id = id,

@@ -3,8 +3,10 @@ both file formats, and reloads without a restart."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -223,3 +225,81 @@ def test_reload_moves_tree_scope_to_another_tree(syscaller: Path, tmp_path: Path
             r.kill()
     comms = Counter(e.ctx.comm for e in events if e.ctx.comm.startswith("pt-tree"))
     assert comms == Counter({"pt-tree-x1": 2, "pt-tree-y2": 2})
+
+
+READ_POLICY = """type: policy
+name: {name}
+scope: [comm=pt-block]
+rules:
+  - event: {event}
+"""
+
+
+def _reloads_seen(out: Path) -> int:
+    if not out.exists():
+        return 0
+    return sum(b'"policy_reload"' in line for line in out.read_bytes().splitlines())
+
+
+def _reload(proc: subprocess.Popen[bytes], pol: Path, out: Path, name: str, event: str,
+            expect: int) -> None:
+    for f in pol.glob("*.yaml"):
+        f.unlink()
+    _put(pol / "p.yaml", READ_POLICY.format(name=name, event=event))
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while _reloads_seen(out) < expect:
+        assert time.monotonic() < deadline, "reload not applied"
+        time.sleep(0.05)
+
+
+def test_a_call_blocked_across_two_reloads_is_reported_once(tmp_path: Path) -> None:
+    """A read entered under policy set 0 returns after two reloads (set 2 reuses set 0's
+    kernel slot): it is reported once, under set 0's policies, and not replayed later."""
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    _put(pol / "p.yaml", READ_POLICY.format(name="p-read", event="read"))
+    out = tmp_path / "events.json"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([str(PYTRACEE), "-p", str(pol), "-o", f"json:{out}", "-E", "none",
+                             "--stores", "none"], stderr=subprocess.PIPE)
+    _started.append(proc)
+    assert proc.stderr is not None and proc.stderr.readline().startswith(b"pytracee: tracing")
+    blocker = subprocess.Popen([sys.executable, "-c", f"""
+import ctypes, os, signal
+signal.signal(signal.SIGUSR1, lambda *_: None)
+ctypes.CDLL(None).prctl(15, b"pt-block", 0, 0, 0)
+fd = os.open({str(fifo)!r}, os.O_RDONLY)
+print(len(os.read(fd, 100)), flush=True)   # blocked across two reloads
+print(len(os.read(fd, 100)), flush=True)   # while no policy selects read
+signal.pause()
+print(len(os.read(fd, 100)), flush=True)   # after read is selected again
+"""], stdout=subprocess.PIPE)
+    assert blocker.stdout is not None
+    w = os.open(fifo, os.O_WRONLY)
+    try:
+        time.sleep(0.5)  # the blocker is in its first read
+        _reload(proc, pol, out, "p-other", "getppid", 1)
+        _reload(proc, pol, out, "p-other2", "getppid", 2)
+        os.write(w, b"abc")
+        assert blocker.stdout.readline() == b"3\n"
+        os.write(w, b"defg")
+        assert blocker.stdout.readline() == b"4\n"
+        _reload(proc, pol, out, "p-read-again", "read", 3)
+        time.sleep(0.2)
+        blocker.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)  # in its third read
+        os.write(w, b"hi")
+        assert blocker.stdout.readline() == b"2\n"
+    finally:
+        os.close(w)
+        blocker.wait(timeout=10)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    reads = [orjson.loads(x) for x in out.read_bytes().splitlines()
+             if b'"eventName":"read"' in x and b'"pt-block"' in x]
+    assert [(e["matchedPolicies"], e["returnValue"]) for e in reads] == [
+        (["p-read"], 3), (["p-read-again"], 2)]

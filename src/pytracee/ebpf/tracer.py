@@ -134,6 +134,13 @@ class Tracer:
         for eid in range(wire.MAX_EVENT_ID):
             key = (slot * wire.MAX_EVENT_ID + eid).to_bytes(4, "little")
             events_map.update(key, runtime.kernel_bits.get(eid, 0).to_bytes(8, "little"))
+        # Before the switch: sys_exit must look for calls this set saves (never unset,
+        # so calls saved under older sets are found too).
+        ever = self.obj.map("ever_selected")
+        for nr, derived in (*((nr, 0) for nr in runtime.kernel_bits), *DERIVED_FROM_SYSCALL.items()):
+            if nr < wire.MAX_EVENT_ID and EVENTS.get(nr) is not None and EVENTS[nr].syscall \
+                    and (runtime.kernel_bits.get(nr) or runtime.kernel_bits.get(derived)):
+                ever.update(nr.to_bytes(4, "little"), b"\x01")
         comm = self.obj.map("scope_comm")
         for key in [k for k in comm.keys() if COMM_KEY.unpack(k)[0] == slot]:
             comm.delete(key)
