@@ -360,12 +360,20 @@ def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per signature.")
 def list_signatures(signatures_dirs: tuple[str, ...], as_json: bool) -> None:
     """Every signature: id, name, severity, MITRE technique, selected events."""
+    from pytracee.detect.engine import register
+    from pytracee.detect.loader import builtin_signatures, load_signature_dirs
     from pytracee.detect.signature import SEVERITY_NAMES
 
+    # Bad files are reported (one line each) and the others still listed; exit 2.
+    user, errors = load_signature_dirs(signatures_dirs)
+    ids = {s.metadata.id for s in user}
+    sigs = [s for s in builtin_signatures() if s.metadata.id not in ids] + user
     try:
-        sigs = load_signatures(signatures_dirs)
-    except UsageError as exc:
+        register(sigs)
+    except ValueError as exc:
         _fail(2, str(exc))
+    for err in errors:
+        click.echo(f"pytracee: {err}", err=True)
     for s in sigs:
         md = s.metadata
         sev = SEVERITY_NAMES[md.severity] if 0 <= md.severity < len(SEVERITY_NAMES) else str(md.severity)
@@ -380,6 +388,8 @@ def list_signatures(signatures_dirs: tuple[str, ...], as_json: bool) -> None:
             mitre = md.properties.get("external_id", "")
             click.echo(f"{md.id:<9} {md.event_name:<28} {sev:<8} {mitre:<10} "
                        f"{','.join(events)}{'  [' + note + ']' if note else ''}")
+    if errors:
+        sys.exit(2)
 
 
 @main.command("analyze")

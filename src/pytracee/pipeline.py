@@ -146,6 +146,11 @@ class Pipeline:
             rt = runtimes.get(ev.version)
             if rt is not None:
                 ev.matched &= rt.event_bits.get(ev.event_id, 0)
+                detection = ev.event_id >= SIGNATURE_EVENTS_START
+                # Detections are events: the user's filters on them apply too.
+                if detection and ev.matched and ev.event_id in rt.check_events and not rt.keep(ev):
+                    self.counts.filtered += 1
+                    continue
             if ev.matched:
                 out.append(ev)
                 if ev.event_id >= SIGNATURE_EVENTS_START:

@@ -130,3 +130,28 @@ def test_analyze_a_recording_finds_what_live_found(tmp_path: Path) -> None:
     res = subprocess.run([str(PYTRACEE), "analyze", str(rec)], capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr.startswith(f"pytracee: {rec}:{len(recorded) + 1}: not JSON")
+
+
+def test_filters_apply_to_detections() -> None:
+    proc = start("-o", "json", "-e", "anti_debugging", "-e",
+                 "anti_debugging.scope.processName=nobody", "-E", "none")
+    subprocess.run([sys.executable, "-c", TRACEME], check=True)
+    out, err = stop(proc)
+    assert out == b""
+    assert "filtered in user space: 1," in err and "detections: 1" in err
+
+
+def test_a_bad_rego_file_is_named_and_the_others_still_list(tmp_path: Path) -> None:
+    (tmp_path / "bad.rego").write_text("package x\n\ntracee_match if {\n  input.eventName ==\n}\n")
+    good = Path(__file__).resolve().parents[2] / "signatures" / "rego" / "anti_debugging.rego"
+    (tmp_path / "good.rego").write_text(good.read_text())
+    res = subprocess.run([str(PYTRACEE), "list", "signatures", "--signatures-dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr == f"pytracee: {tmp_path}/bad.rego:5: expecting expression\n"
+    listed = [line.split()[0] for line in res.stdout.splitlines()]
+    assert "TRC-102" in listed and len(listed) == 31  # the Rego TRC-102 replaces the built-in
+    res = subprocess.run([str(PYTRACEE), "--signatures-dir", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr == f"pytracee: {tmp_path}/bad.rego:5: expecting expression\n"

@@ -39,7 +39,10 @@ that some loaded policy references are converted (the AST says which).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -142,6 +145,21 @@ class RegoBackend(Protocol):
     def input_keys(self) -> frozenset[str] | None: ...            # None: all of input
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """fd 2 to /dev/null: regorus writes parser warnings straight to it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class RegorusBackend:
     """regorus (PyPI `gordon-to-regorus`, import `regorus`): Rego in Rust."""
 
@@ -168,13 +186,15 @@ class RegorusBackend:
                 raise v0_error if self._V0_ONLY.search(v1_error.message) else v1_error
             v0 = True
         self._engine.set_rego_v0(v0)
-        self._call(self._engine.add_policy, path, source)
+        with _quiet_stderr():
+            self._call(self._engine.add_policy, path, source)
 
     def _probe(self, path: str, source: str, *, v0: bool) -> RegoError | None:
         engine = self._regorus.Engine()
         engine.set_rego_v0(v0)
         try:
-            self._call(engine.add_policy, path, source)
+            with _quiet_stderr():  # the parser prints its own warnings; our error is one line
+                self._call(engine.add_policy, path, source)
         except RegoError as exc:
             return exc
         return None
