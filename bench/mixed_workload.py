@@ -364,21 +364,12 @@ def main() -> int:
     args = ap.parse_args()
     if args.runs <= 0 or args.timeout <= 0 or args.warmup < 0:
         ap.error("--runs and --timeout must be positive, --warmup not negative")
-    if os.geteuid() != 0:
-        log("this bench needs root (BPF)")
-        return 2
-    if not os.access(PYTRACEE, os.X_OK):
-        log(f"{PYTRACEE} not found: run `make setup` first")
-        return 2
     if not shutil.which("gcc"):
         log("gcc not found (apt-get install -y gcc)")
         return 2
-
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    code = storm.prepare("BPF")
+    if code is not None:
+        return code
 
     notes: list[str] = []
     results: dict[str, list[dict]] = {key: [] for key, _, _ in CASES}

@@ -482,19 +482,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.procs <= 0 or args.runs <= 0:
         ap.error("--procs and --runs must be positive")
-    if os.geteuid() != 0:
-        log("this bench needs root (BPF)")
-        return 2
-    if not os.access(PYTRACEE, os.X_OK):
-        log(f"{PYTRACEE} not found: run `make setup` first")
-        return 2
-
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    # Handled (not ignored), so children start with the default disposition.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    code = storm.prepare("BPF")
+    if code is not None:
+        return code
 
     notes: list[str] = []
     results: dict[str, list[dict]] = {key: [] for key, _, _, _ in CASES}

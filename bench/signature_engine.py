@@ -83,7 +83,6 @@ except ImportError:  # not run with .venv/bin/python: use the source tree
     from pytracee.detect.engine import Engine, register
 from pytracee.detect.loader import builtin_signatures, load_signature_dirs  # noqa: E402
 from pytracee.detect.signature import EventSelector, Signature, SignatureMetadata  # noqa: E402
-from pytracee.events import definitions  # noqa: E402
 from pytracee.events.event import Event  # noqa: E402
 from pytracee.events.from_json import BadEvent, event_from_json  # noqa: E402
 
@@ -804,21 +803,12 @@ def main() -> int:
     if min(args.runs, args.batch, args.min_events, args.min_evals, args.load_rate,
            args.trigger_rate) <= 0 or args.latency_seconds <= 0 or args.timeout <= 0:
         ap.error("every number must be positive")
-    if os.geteuid() != 0:
-        log("this bench needs root (BPF)")
-        return 2
-    if not os.access(PYTRACEE, os.X_OK):
-        log(f"{PYTRACEE} not found: run `make setup` first")
-        return 2
     if not shutil.which("gcc"):
         log("gcc not found (apt-get install -y gcc)")
         return 2
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    code = storm.prepare("BPF")
+    if code is not None:
+        return code
     # slow-call warnings are counted in the table instead
     logging.getLogger("pytracee.detect.engine").setLevel(logging.ERROR)
 

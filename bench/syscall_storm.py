@@ -76,6 +76,26 @@ class BenchError(Exception):
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
+def prepare(needs: str) -> int | None:
+    """What every bench checks first (root, the built tracer) and its signal
+    handling: None to go on, else the exit code. SIGINT/SIGTERM/SIGHUP are handled
+    (not ignored), so children start with the default disposition even when the
+    bench itself was started with SIGINT ignored (e.g. `make bench &`)."""
+    if os.geteuid() != 0:
+        log(f"this bench needs root ({needs})")
+        return 2
+    if not os.access(PYTRACEE, os.X_OK):
+        log(f"{PYTRACEE} not found: run `make setup` first")
+        return 2
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    return None
+
+
 
 # ---------------------------------------------------------------- children
 
@@ -710,20 +730,9 @@ def main() -> int:
     for p in peers:
         if p not in PEER_TOOLS:
             ap.error(f"unknown peer {p!r} (choose from {', '.join(PEER_TOOLS)})")
-    if os.geteuid() != 0:
-        log("this bench needs root (BPF, bpftrace, perf)")
-        return 2
-    if not os.access(PYTRACEE, os.X_OK):
-        log(f"{PYTRACEE} not found: run `make setup` first")
-        return 2
-
-    def on_term(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    # Handled (not ignored) in the bench, so children start with the default disposition
-    # even when the bench itself was started with SIGINT ignored (e.g. `make bench &`).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    code = prepare("BPF, bpftrace, perf")
+    if code is not None:
+        return code
 
     notes: list[str] = []
     cases = [c for c in CASES if not c[3] or c[0] in peers]

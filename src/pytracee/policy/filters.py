@@ -196,10 +196,6 @@ class StringFilter:
     def __repr__(self) -> str:
         return _compact_repr(self, _STRING_FIELDS)
 
-    def has_positive(self) -> bool:
-        """Some `=` form: a value must match one of them."""
-        return self._pos
-
     def matches(self, v: str) -> bool:
         if self._pos and not (
             v in self.equal
