@@ -168,7 +168,7 @@ def load_signatures(dirs: Sequence[str]) -> list[Any]:
 def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
           output: Sequence[str], buffers: Sequence[str], stores: Sequence[str] = (),
           enrichment: Sequence[str] = (), signatures_dirs: Sequence[str] = (),
-          signatures_config: str | None = None) -> int:
+          signatures_config: str | None = None, server: Sequence[str] = ()) -> int:
     from pytracee.ebpf.tracer import Tracer, boot_offset_ns
     from pytracee.enrich.options import parse_enrich_options
     from pytracee.enrich.setup import Enrichment
@@ -176,6 +176,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     from pytracee.detect.engine import DataStores, Engine, active
     from pytracee.detect.loader import load_params
     from pytracee.pipeline import Pipeline
+    from pytracee.server import parse_server_options, start_server
 
     all_sigs = load_signatures(signatures_dirs)
     params = load_params(signatures_config)
@@ -185,6 +186,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     runtime = policy_runtime(0, policies, events, scope)
     out = parse_outputs(output)
     ring = _ring_bytes(buffers)
+    server_opts = parse_server_options(server)
     opts = parse_enrich_options(stores, enrichment)
     if out.ancestry and not opts.proctree:
         raise UsageError("option:ancestry needs the process tree (drop --stores none)",
@@ -192,6 +194,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
 
     tracer = Tracer(ring_bytes=ring)
     enrich: Enrichment | None = None
+    http: Any = None
     try:
         boot = boot_offset_ns()
         enrich = Enrichment(opts, tracer, boot)
@@ -206,6 +209,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names, enrich)
                               for kind, path in [(out.format, out.path), *out.extra])
         enrich.start(runtime)
+        if server_opts is not None:
+            http = start_server(server_opts, pipeline, enrich, engine)
         reload_tick = _reloader(pipeline, boot, policies, events, scope, enrich)
 
         def tick() -> None:
@@ -223,6 +228,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         click.echo(pipeline.summary() + enrich.summary()
                    + (engine.summary() if engine is not None else ""), err=True)
     finally:
+        if http is not None:
+            http.stop()  # before the tracer closes: scrapes read its maps
         if enrich is not None:
             enrich.stop()
         tracer.close()
@@ -301,13 +308,16 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
               help="More signatures: Python files, .rego files, YAML detectors (repeatable).")
 @click.option("--signatures-config", "signatures_config", metavar="FILE",
               help="YAML: parameters and allow-lists per signature id.")
+@click.option("--server", "server", multiple=True, metavar="OPT",
+              help="HTTP server: http-address=HOST:PORT (default 127.0.0.1:3366), metrics, "
+                   "healthz; allow-remote to listen on a non-loopback address.")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(LOG_LEVELS), help="Log level.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],
          stores: tuple[str, ...], enrichment: tuple[str, ...], signatures_dirs: tuple[str, ...],
-         signatures_config: str | None, log_level: str) -> None:
+         signatures_config: str | None, server: tuple[str, ...], log_level: str) -> None:
     """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
     logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
     # libbpf explains its failures at length; we report them in one line, so its
@@ -317,7 +327,7 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
         return
     try:
         code = trace(events, scope, policies, output, buffers, stores, enrichment,
-                     signatures_dirs, signatures_config)
+                     signatures_dirs, signatures_config, server)
     except UsageError as exc:
         _fail(2, str(exc))
     except EnvironmentProblem as exc:

@@ -7,6 +7,7 @@
     buffers: [kernel.events=8192]
     stores: [process.max-processes=20000]
     enrichment: [container.docker.socket=/run/docker.sock]
+    server: [http-address=127.0.0.1:3366, metrics]  # or {http-address: ..., metrics: true}
     log-level: info
 
 Flags given on the command line replace the file's value for that flag.
@@ -32,6 +33,7 @@ _KEYS: dict[str, tuple[str, bool]] = {
     "enrichment": ("enrichment", True),
     "signatures-dir": ("signatures_dirs", True),
     "signatures-config": ("signatures_config", False),
+    "server": ("server", True),
     "log-level": ("log_level", False),
 }
 
@@ -66,7 +68,9 @@ def load_config(path: str) -> dict[str, Any]:
             raise UsageError(f"unknown config key {key!r} (known: {', '.join(_KEYS)})",
                              token=key, where=_where(path, key_node))
         name, is_list = _KEYS[key]
-        if is_list:
+        if key == "server" and isinstance(value_node, yaml.MappingNode):
+            out[name] = _server_mapping(path, value_node)
+        elif is_list:
             out[name] = _strings(path, key, value_node)
         elif isinstance(value_node, yaml.ScalarNode):
             if key == "log-level" and value_node.value not in LOG_LEVELS:
@@ -84,3 +88,17 @@ def _strings(path: str, key: str, node: yaml.Node) -> list[str]:
     if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
         return [n.value for n in node.value]
     raise UsageError(f"{key!r} takes a string or a list of strings", token=key, where=_where(path, node))
+
+
+def _server_mapping(path: str, node: yaml.MappingNode) -> list[str]:
+    """Tracee's `server:` mapping as --server values: `metrics: true` -> metrics,
+    `http-address: HOST:PORT` -> http-address=HOST:PORT, `false` drops the key."""
+    out = []
+    for k, v in node.value:
+        if not isinstance(k, yaml.ScalarNode) or not isinstance(v, yaml.ScalarNode):
+            raise UsageError("'server' entries take single values", token="server", where=_where(path, k))
+        if v.value.lower() == "true":
+            out.append(k.value)
+        elif v.value.lower() != "false":
+            out.append(f"{k.value}={v.value}")
+    return out

@@ -218,6 +218,7 @@ class Pipeline:
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self.stop_event.is_set():
+                self.last_tick = time.monotonic()  # heartbeat: /healthz checks the reader runs
                 self.drain_once()
                 if tick is not None:
                     tick()
