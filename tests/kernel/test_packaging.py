@@ -190,11 +190,12 @@ def test_image_traces_the_host(dockerd: Dockerd, image: str, syscaller: Path, ki
     port = _free_port()
     name = f"pytracee-pkg-test-{port}"
     docker("rm", "-f", name, socket=dockerd.socket, check=False)
-    docker("run", "-d", "--name", name, "--pid=host", "--cgroupns=host", "--network=host",
-           *privileges, "-v", "/var/run:/var/run:ro", image,
-           "-e", "getppid", "-s", f"comm={COMM}", "-o", "none",
-           "--server", f"http-address=127.0.0.1:{port}", socket=dockerd.socket, timeout=120)
     try:
+        # Inside the try: a run that fails to start leaves a created container to remove.
+        docker("run", "-d", "--name", name, "--pid=host", "--cgroupns=host", "--network=host",
+               *privileges, "-v", "/var/run:/var/run:ro", image,
+               "-e", "getppid", "-s", f"comm={COMM}", "-o", "none",
+               "--server", f"http-address=127.0.0.1:{port}", socket=dockerd.socket, timeout=120)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         status: tuple[int, str] = (0, "")
