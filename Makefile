@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool docker.io busybox-static
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool docker.io busybox-static debootstrap
 BPF_OBJ := src/pytracee/bpf/pytracee.bpf.o
 BPF_SRC := $(wildcard bpf/*.bpf.c bpf/common/*.h)
 ARGS ?=
