@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -15,6 +14,9 @@ from pytracee.config import LOG_LEVELS, load_config
 from pytracee.errors import EnvironmentProblem, UsageError
 from pytracee.events import definitions
 from pytracee.events.definitions import EVENTS, EventDef
+from pytracee.sinks.outputs import OutputConfig, parse_outputs
+
+__all__ = ["OutputConfig", "main", "parse_outputs", "trace"]
 
 if TYPE_CHECKING:
     from pytracee.policy.runtime import PolicyRuntime
@@ -34,53 +36,6 @@ class Registry:
 
 def default_event_ids() -> set[int]:
     return {d.id for d in definitions.events_in_set("default")}
-
-
-@dataclass
-class OutputConfig:
-    format: str = "table"  # table | json | none
-    path: str | None = None
-    parse_arguments: bool = False
-    exec_env: bool = False
-    ancestry: int = 0  # option:ancestry[=N]: N ancestors in JSON output
-    extra: list[tuple[str, str | None]] = field(default_factory=list)
-
-
-_OPTIONS = {"parse-arguments", "exec-env", "ancestry"}
-ANCESTRY_DEFAULT = 5
-
-
-def parse_outputs(values: Sequence[str]) -> OutputConfig:
-    """Tracee's legacy --output syntax: table, json, json:/file, table:/file, none, option:X."""
-    cfg = OutputConfig()
-    formats: list[tuple[str, str | None]] = []
-    for raw in values:
-        kind, _, rest = raw.partition(":")
-        if kind == "option":
-            name, eq, depth = rest.partition("=")
-            if name == "ancestry":
-                if eq and not (depth.isdigit() and 1 <= int(depth) <= 64):
-                    raise UsageError("ancestry depth must be a number from 1 to 64", token=raw)
-                cfg.ancestry = int(depth) if eq else ANCESTRY_DEFAULT
-                continue
-            if rest not in _OPTIONS:
-                raise UsageError(f"unknown output option {rest!r} (known: {', '.join(sorted(_OPTIONS))})",
-                                 token=raw)
-            if rest == "parse-arguments":
-                cfg.parse_arguments = True
-            else:
-                cfg.exec_env = True
-        elif kind in ("table", "json", "none"):
-            if kind == "none" and rest:
-                raise UsageError("output 'none' takes no path", token=raw)
-            formats.append((kind, rest or None))
-        else:
-            raise UsageError(f"unknown output {raw!r} (expected table, json, json:/path, none or option:...)",
-                             token=raw)
-    if formats:
-        cfg.format, cfg.path = formats[0]
-        cfg.extra = formats[1:]
-    return cfg
 
 
 def _ring_bytes(buffers: Sequence[str]) -> int:
@@ -104,25 +59,6 @@ def _ring_bytes(buffers: Sequence[str]) -> int:
 def _fail(code: int, message: str) -> NoReturn:
     click.echo(f"pytracee: {message}", err=True)
     sys.exit(code)
-
-
-def _open_sink(kind: str, path: str | None, out: OutputConfig,
-               policy_names: Callable[[int], list[str]], enrich: Any) -> Any:
-    from pytracee.sinks.json_sink import JsonSink
-    from pytracee.sinks.table_sink import NoneSink, TableSink
-
-    if kind == "none":
-        return NoneSink()
-    try:
-        if kind == "json":
-            stream = open(path, "wb", buffering=1 << 20) if path else open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)
-            return JsonSink(stream, policy_names, out.parse_arguments,
-                            enrich.ancestry_of(out.ancestry) if out.ancestry else None)
-        stream_t = open(path, "w", encoding="utf-8") if path else sys.stdout
-        return TableSink(stream_t, containers=enrich.show_containers(),
-                         parent_comm=enrich.parent_comm)
-    except OSError as exc:
-        raise UsageError(f"cannot open output {path}: {exc.strerror}", token=path) from None
 
 
 def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
@@ -177,6 +113,10 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     from pytracee.detect.loader import load_params
     from pytracee.pipeline import Pipeline
     from pytracee.server import parse_server_options, start_server
+    from pytracee.sinks.outputs import build_streams
+    from pytracee.sinks.stream import Stream
+    from pytracee.sinks.stream import summary as stream_summary
+    from pytracee.sinks.table_sink import NoneSink
 
     all_sigs = load_signatures(signatures_dirs)
     params = load_params(signatures_config)
@@ -185,6 +125,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
                          "(put them in a policy file)", token="--policy")
     runtime = policy_runtime(0, policies, events, scope)
     out = parse_outputs(output)
+    for warning in out.warnings:
+        logging.getLogger("pytracee.outputs").warning(warning)
     ring = _ring_bytes(buffers)
     server_opts = parse_server_options(server)
     opts = parse_enrich_options(stores, enrichment)
@@ -195,10 +137,17 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     tracer = Tracer(ring_bytes=ring)
     enrich: Enrichment | None = None
     http: Any = None
+    streams: list[Stream] = []
     try:
         boot = boot_offset_ns()
         enrich = Enrichment(opts, tracer, boot)
         enrich.check(runtime)
+        # Outputs before the kernel side: a bad template or an unwritable path is
+        # reported before anything is loaded. Nothing is written until start().
+        streams = build_streams(
+            out, lambda v: pipeline.policy_names(v), known_policies=runtime.names,
+            containers=enrich.show_containers(), parent_comm=enrich.parent_comm,
+            ancestry=enrich.ancestry_of(out.ancestry) if out.ancestry else None)
         sigs = active(all_sigs, set(runtime.event_bits))
         engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if sigs else None
         # Signatures that read the environment need it in the exec events.
@@ -206,8 +155,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         tracer.load(runtime, exec_env=exec_env, signals=enrich.signals())
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
                             enrich.enricher(lambda v: pipeline.event_bits(v)), engine)
-        pipeline.sinks.extend(_open_sink(kind, path, out, pipeline.policy_names, enrich)
-                              for kind, path in [(out.format, out.path), *out.extra])
+        pipeline.sinks.extend(streams or [NoneSink()])
         enrich.start(runtime)
         if server_opts is not None:
             http = start_server(server_opts, pipeline, enrich, engine)
@@ -216,20 +164,21 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         def tick() -> None:
             reload_tick()
             enrich.tick()
+        for stream in streams:
+            stream.start()
         click.echo(f"pytracee: tracing {len(runtime.event_bits)} events with "
                    f"{len(runtime.names)} {'policy' if len(runtime.names) == 1 else 'policies'} "
                    "(Ctrl-C to stop)", err=True)
         pipeline.run(tick)
-        for sink in pipeline.sinks:
-            try:
-                sink.close()
-            except OSError:
-                pipeline.counts.sink_errors += 1
-        click.echo(pipeline.summary() + enrich.summary()
+        for stream in streams:  # also those the pipeline dropped (reader gone)
+            stream.close()
+        click.echo(pipeline.summary() + stream_summary(streams) + enrich.summary()
                    + (engine.summary() if engine is not None else ""), err=True)
     finally:
         if http is not None:
             http.stop()  # before the tracer closes: scrapes read its maps
+        for stream in streams:  # after an error: no-op when closed above
+            stream.close()
         if enrich is not None:
             enrich.stop()
         tracer.close()
@@ -290,7 +239,11 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("-s", "--scope", "scope", multiple=True, metavar="EXPR",
               help="Which processes: comm=bash, pid=1234, uid>1000, mntns=..., follow, pid=new, tree=PID.")
 @click.option("-o", "--output", "output", multiple=True, metavar="OUT",
-              help="table (default), json, json:/path, none, option:parse-arguments, option:exec-env.")
+              help="table (default), json, json:/path, gotemplate=/t.j2[:/path], webhook:URL, "
+                   "forward:tcp://host:port, none, option:parse-arguments|exec-env|ancestry[=N]; "
+                   "or destinations.<name>.{type,format,path,url,rotate}=... and "
+                   "streams.<name>.{destinations,filters.events,filters.policies,buffer.mode,"
+                   "buffer.size}=...")
 @click.option("-p", "--policy", "policies", multiple=True, metavar="FILE|DIR",
               help="Tracee policy files (repeatable; at most 64 policies). Reloaded on SIGHUP "
                    "and when the files change.")

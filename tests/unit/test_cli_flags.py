@@ -12,19 +12,22 @@ from pytracee.events.definitions import EVENTS
 
 
 @pytest.mark.parametrize(("values", "expected"), [
-    ([], OutputConfig()),
-    (["json"], OutputConfig(format="json")),
-    (["json:/tmp/x.json"], OutputConfig(format="json", path="/tmp/x.json")),
-    (["table", "option:parse-arguments"], OutputConfig(format="table", parse_arguments=True)),
-    (["none", "option:exec-env"], OutputConfig(format="none", exec_env=True)),
-    (["json", "table:/tmp/t"], OutputConfig(format="json", extra=[("table", "/tmp/t")])),
+    # (format, path) of each destination; the full syntax is in test_sinks.py
+    ([], [("table", None)]),
+    (["json"], [("json", None)]),
+    (["json:/tmp/x.json"], [("json", "/tmp/x.json")]),
+    (["table", "option:parse-arguments"], [("table", None)]),
+    (["none", "option:exec-env"], []),
+    (["json", "table:/tmp/t"], [("json", None), ("table", "/tmp/t")]),
 ])
-def test_outputs(values: list[str], expected: OutputConfig) -> None:
-    assert parse_outputs(values) == expected
+def test_outputs(values: list[str], expected: list[tuple[str, str | None]]) -> None:
+    cfg = parse_outputs(values)
+    assert isinstance(cfg, OutputConfig)
+    assert [(d.fmt, d.path) for d in cfg.destinations.values()] == expected
 
 
 @pytest.mark.parametrize(("value", "token"), [
-    ("xml", "xml"), ("option:nope", "option:nope"), ("none:/x", "none:/x"), ("gotemplate=/t", "gotemplate=/t"),
+    ("xml", "xml"), ("option:nope", "option:nope"), ("none:/x", "none:/x"), ("gotemplate=", "gotemplate="),
 ])
 def test_bad_outputs(value: str, token: str) -> None:
     with pytest.raises(UsageError) as err:

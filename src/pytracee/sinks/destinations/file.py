@@ -1,0 +1,151 @@
+"""`file`: rendered events appended to a file, or to stdout/stderr.
+
+    -o json:/var/log/pytracee/events.json
+    -o destinations.audit.path=/var/log/pytracee/audit.json -o destinations.audit.rotate=10MB
+
+Files hold security data: a file pytracee creates gets mode 0600 (and a missing
+directory 0700); an existing file keeps its mode. A file is opened for appending,
+so a restart continues the same log instead of truncating it.
+
+Rotation (`rotate_bytes`): before a write would take the file past the limit,
+path.(keep-1) -> path.keep, ..., path.1 -> path.2, path -> path.1, and a new
+`path` is started (the oldest, path.keep, is overwritten; keep=0 keeps none).
+Writes are cut at line ends, so each file holds whole lines and at most
+`rotate_bytes` bytes (a single line longer than that gets a file of its own).
+Only regular files rotate: a FIFO, a device or stdout never does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pytracee.events.event import Event
+
+STDOUT_NAMES = ("stdout", "-", "/dev/stdout")
+STDERR_NAMES = ("stderr", "/dev/stderr")
+
+
+class FileDestination:
+    wants_header = True  # the stream writes a table header once, at start
+    local = True  # quick to write: a block-mode stream may send from the reader's thread
+
+    def __init__(self, path: str | None = None, rotate_bytes: int | None = None, keep: int = 5,
+                 buffer_bytes: int = 1 << 20) -> None:
+        """`path` None (or "stdout"/"-") is stdout, "stderr" is stderr. Raises OSError
+        when the file cannot be opened. Writes are buffered up to `buffer_bytes`
+        (64 KiB for stdout/stderr) until `flush`."""
+        if rotate_bytes is not None and rotate_bytes <= 0:
+            raise ValueError("rotate_bytes must be > 0")
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        self.rotate_bytes = rotate_bytes
+        self.keep = keep
+        self.size = 0  # bytes in the current file (what was there plus what we wrote)
+        self.rotations = 0
+        self._pending: list[bytes | memoryview] = []
+        self._pending_len = 0
+        self._fd = -1
+        self._regular = False
+        if path is None or path in STDOUT_NAMES or path in STDERR_NAMES:
+            self.path: str | None = None
+            self.name = "file:stderr" if path in STDERR_NAMES else "file:stdout"
+            # Raw writes on the process's own fd (never closed here): a reader that
+            # went away loses only what was pending, with no buffered object left
+            # to complain about it at exit.
+            self._fd = sys.stderr.fileno() if path in STDERR_NAMES else sys.stdout.fileno()
+            self._owned = False
+            self._buffer = min(buffer_bytes, 1 << 16)
+        else:
+            self.path = path
+            self.name = "file:" + path
+            self._owned = True
+            self._buffer = buffer_bytes
+            self._open()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        parent = os.path.dirname(self.path)
+        if parent:
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._regular = stat.S_ISREG(st.st_mode)
+        self.size = st.st_size if self._regular else 0
+
+    def send(self, payload: bytes, events: list[Event]) -> None:
+        limit = self.rotate_bytes
+        if limit is None or not self._regular:
+            self._write(payload)
+            return
+        view = memoryview(payload)
+        start, end = 0, len(payload)
+        while start < end:
+            room = limit - self.size
+            if end - start <= room:
+                self._write(view[start:end] if start else payload)
+                return
+            # The longest run of whole lines that still fits.
+            cut = payload.rfind(b"\n", start, start + room) + 1 if room > 0 else 0
+            if cut <= start:
+                if self.size > 0:
+                    self._rotate()
+                    continue
+                # An empty file and a line longer than the limit: the line alone.
+                nl = payload.find(b"\n", start)
+                cut = end if nl < 0 else nl + 1
+            self._write(view[start:cut])
+            start = cut
+            if start < end:
+                self._rotate()
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._pending.append(data)
+        self._pending_len += len(data)
+        self.size += len(data)
+        if self._pending_len >= self._buffer:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending. On an error it is dropped (the caller counts it),
+        never retried: a full disk or a closed pipe must not pile up memory."""
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending = []
+        self._pending_len = 0
+        view = memoryview(data)
+        fd, write = self._fd, os.write
+        while view:
+            view = view[write(fd, view):]
+
+    def _rotate(self) -> None:
+        assert self.path is not None
+        self.flush()
+        os.close(self._fd)
+        self._fd = -1
+        path, keep = self.path, self.keep
+        if keep == 0:
+            os.unlink(path)
+        else:
+            for i in range(keep - 1, 0, -1):
+                try:
+                    os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+                except FileNotFoundError:
+                    pass
+            os.replace(path, f"{path}.1")
+        self.rotations += 1
+        self._open()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._owned and self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
