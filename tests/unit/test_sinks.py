@@ -313,6 +313,10 @@ def test_file_buffers_until_flush(tmp_path: Path) -> None:
     assert path.read_bytes() == b""
     dest.flush()
     assert path.read_bytes() == b"a\n"
+    dest.send(b"b\n", [])
+    big = b"c" * (1 << 16) + b"\n"  # larger than the buffer: written at once, after what was buffered
+    dest.send(big, [])
+    assert path.read_bytes() == b"a\nb\n" + big
     dest.close()
 
 

@@ -31,10 +31,11 @@ class FileDestination:
     local = True  # quick to write: a block-mode stream may send from the reader's thread
 
     def __init__(self, path: str | None = None, rotate_bytes: int | None = None, keep: int = 5,
-                 buffer_bytes: int = 1 << 20) -> None:
+                 buffer_bytes: int = 1 << 16) -> None:
         """`path` None (or "stdout"/"-") is stdout, "stderr" is stderr. Raises OSError
-        when the file cannot be opened. Writes are buffered up to `buffer_bytes`
-        (64 KiB for stdout/stderr) until `flush`."""
+        when the file cannot be opened. Small writes are gathered up to `buffer_bytes`
+        until `flush`; a larger one (a storm's batch) goes straight out: measured on
+        JSON to /dev/null, copying 100s of KiB batches into a 1 MiB buffer cost 8%."""
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise ValueError("rotate_bytes must be > 0")
         if keep < 0:
@@ -43,8 +44,7 @@ class FileDestination:
         self.keep = keep
         self.size = 0  # bytes in the current file (what was there plus what we wrote)
         self.rotations = 0
-        self._pending: list[bytes | memoryview] = []
-        self._pending_len = 0
+        self._fill = 0  # bytes of _buf not yet written
         self._fd = -1
         self._regular = False
         if path is None or path in STDOUT_NAMES or path in STDERR_NAMES:
@@ -55,13 +55,13 @@ class FileDestination:
             # to complain about it at exit.
             self._fd = sys.stderr.fileno() if path in STDERR_NAMES else sys.stdout.fileno()
             self._owned = False
-            self._buffer = min(buffer_bytes, 1 << 16)
         else:
             self.path = path
             self.name = "file:" + path
             self._owned = True
-            self._buffer = buffer_bytes
             self._open()
+        self._buffer = buffer_bytes
+        self._buf = bytearray(buffer_bytes)  # allocated once, like io.BufferedWriter's
 
     def _open(self) -> None:
         assert self.path is not None
@@ -105,20 +105,34 @@ class FileDestination:
                 self._rotate()
 
     def _write(self, data: bytes | memoryview) -> None:
-        self._pending.append(data)
-        self._pending_len += len(data)
-        self.size += len(data)
-        if self._pending_len >= self._buffer:
-            self.flush()
+        # Copied into a buffer allocated once (as io.BufferedWriter does): keeping the
+        # payloads themselves, or a growing bytearray, defeated the allocator's reuse of
+        # the renderer's 100s of KiB per batch and halved JSON throughput in a storm.
+        n = len(data)
+        self.size += n
+        fill = self._fill
+        if fill + n <= self._buffer:
+            self._buf[fill:fill + n] = data
+            self._fill = fill + n
+            return
+        self.flush()
+        if n >= self._buffer:
+            self._write_all(data)
+        else:
+            self._buf[:n] = data
+            self._fill = n
 
     def flush(self) -> None:
-        """Write what is pending. On an error it is dropped (the caller counts it),
+        """Write what is buffered. On an error it is dropped (the caller counts it),
         never retried: a full disk or a closed pipe must not pile up memory."""
-        if not self._pending:
+        fill = self._fill
+        if not fill:
             return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending = []
-        self._pending_len = 0
+        self._fill = 0
+        with memoryview(self._buf) as view:
+            self._write_all(view[:fill])
+
+    def _write_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         fd, write = self._fd, os.write
         while view:
