@@ -19,6 +19,7 @@
 #include "common/fd.h"
 #include "common/pathfilter.h"
 #include "common/security.h"
+#include "common/capture.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -107,6 +108,7 @@ struct saved_args {
     __u64 own;     /* policies (of `version`) for the syscall's own event */
     __u64 sec;     /* ... and for its security event: fixed at entry, so a call that
                     * outlives two reloads does not read a slot reused since */
+    __u64 cap;     /* ... and for capture_file_write (--capture write) */
     __s64 syscall; /* -1 once consumed */
     __s64 state;   /* what the derived event needs from before the call */
     __u32 version; /* the policy set `matched` was computed under */
@@ -353,6 +355,11 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     __u64 policies = event_policies(version, id);
     if (ef->derived)
         policies |= event_policies(version, ef->derived);
+    /* --capture write: every policy's scope; compiled out unless it is on. */
+    __u64 cap = 0;
+    if (cfg_capture_write && ef->capture)
+        cap = event_policies(version, EVENT_CAPTURE_FILE_WRITE);
+    policies |= cap;
     if (!policies)
         return 0;
     /* ia32 syscall numbers name other syscalls: not ours to decode (yet). */
@@ -380,8 +387,13 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
             return 0;
     }
     __s64 state = derived_enter_state(t, ef->derived, id, args);
+    if (cfg_capture_write && (cap &= matched)) {
+        struct file *wf = fd_file(t, args[0]); /* only regular files are captured */
+        if (!wf || (file_mode(wf) & 0170000) != S_IFREG)
+            cap = 0;
+    }
     /* Nothing to save when only the derived event was wanted and it cannot happen. */
-    if (state == STATE_NO_EVENT && !(matched & event_policies(version, id)))
+    if (state == STATE_NO_EVENT && !(matched & event_policies(version, id)) && !cap)
         return 0;
 
     __u64 own = ef->submit_on_enter ? 0 : matched & event_policies(version, id); /* exec: sent */
@@ -392,16 +404,18 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         __builtin_memcpy(sa->args, args, sizeof(args));
         sa->own = own;
         sa->sec = sec;
+        sa->cap = cap;
         sa->version = version;
         sa->state = state;
         sa->syscall = id;
         return 0;
     }
-    struct saved_args fresh = {.own = own, .sec = sec, .syscall = id, .version = version,
-                               .state = state};
+    struct saved_args fresh = {.own = own, .sec = sec, .cap = cap, .syscall = id,
+                               .version = version, .state = state};
     __builtin_memcpy(fresh.args, args, sizeof(args));
     if (bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY)) /* table full: say so */
-        count_stat(STAT_LOST_OTHER, (event_policies(version, id) & matched) ? id : ef->derived);
+        count_stat(STAT_LOST_OTHER, (event_policies(version, id) & matched) ? id
+                                    : sec ? ef->derived : EVENT_CAPTURE_FILE_WRITE);
     return 0;
 }
 
@@ -468,7 +482,7 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     __u64 args[6];
     __builtin_memcpy(args, sa->args, sizeof(args));
     __u32 ver = sa->version;
-    __u64 own = sa->own, sec = sa->sec;
+    __u64 own = sa->own, sec = sa->sec, cap = sa->cap;
     __s64 ret = ctx->args[1];
     if (own)
         emit_syscall(t, ef, id, args, own, ver, ret);
@@ -480,6 +494,11 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
             __builtin_memcpy(dc.args, args, sizeof(args));
             emit_derived(&dc);
         }
+    }
+    if (cfg_capture_write && cap && ret > 0) {
+        struct capture_call cc = {.matched = cap, .ret = ret, .id = id, .version = ver};
+        __builtin_memcpy(cc.args, args, sizeof(args));
+        emit_capture_write(&cc);
     }
     return 0;
 }

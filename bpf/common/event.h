@@ -41,6 +41,7 @@
 #define EVENT_PROCESS_EXECUTE_FAILED 779
 #define EVENT_SECURITY_SB_UMOUNT 794
 #define EVENT_SECURITY_INODE_LINK 1000 /* pytracee's own: hard links (link, linkat) */
+#define EVENT_CAPTURE_FILE_WRITE 1001  /* internal: bytes written to regular files, for --capture write */
 
 /* Fields that change per event come first; the task context after them is
  * one contiguous span that user space interns (same task -> same bytes). */
@@ -102,7 +103,7 @@ enum arg_kind {
 struct event_fetch {
     __u8 arg_kinds[6];
     __u8 submit_on_enter; /* execve/exit: the image or the task is gone at sys_exit */
-    __u8 pad;
+    __u8 capture;         /* a write syscall whose bytes --capture write copies (capture_file_write) */
     __u32 derived;        /* the security event built from this syscall at sys_exit, or 0 */
 };
 

@@ -1,16 +1,18 @@
 /* Kernel-side pathname filters (security_file_open, magic_write,
- * sched_process_exec): exact values in a hash, `prefix*` in an LPM trie,
- * `*suffix` in an LPM trie of reversed strings. A policy whose filter no path
- * value matches loses its bit before the event is submitted. Each prefix or
- * suffix entry carries the bits of every shorter one it extends (user space
- * computes that), because an LPM lookup returns the longest match only.
- * Paths longer than the key are left to user space, which checks them anyway.
+ * sched_process_exec, and the path prefixes of --capture write): exact values
+ * in a hash, `prefix*` in an LPM trie, `*suffix` in an LPM trie of reversed
+ * strings. A policy whose filter no path value matches loses its bit before
+ * the event is submitted. Each prefix or suffix entry carries the bits of
+ * every shorter one it extends (user space computes that), because an LPM
+ * lookup returns the longest match only. Paths longer than the key are left
+ * to user space, which checks them anyway.
  */
 #ifndef PYTRACEE_PATHFILTER_H
 #define PYTRACEE_PATHFILTER_H
 
 #define PATH_KEY_LEN 252 /* LPM trie keys carry at most 256 bytes of data */
-#define PATH_FILTER_EVENTS 3 /* 0 security_file_open, 1 magic_write, 2 sched_process_exec */
+#define PATH_FILTER_EVENTS 4 /* 0 security_file_open, 1 magic_write, 2 sched_process_exec,
+                              * 3 capture_file_write (--capture write=/prefix*) */
 
 struct path_exact_key {
     __u32 slot_event; /* slot * PATH_FILTER_EVENTS + event index */

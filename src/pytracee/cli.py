@@ -104,7 +104,9 @@ def load_signatures(dirs: Sequence[str]) -> list[Any]:
 def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
           output: Sequence[str], buffers: Sequence[str], stores: Sequence[str] = (),
           enrichment: Sequence[str] = (), signatures_dirs: Sequence[str] = (),
-          signatures_config: str | None = None, server: Sequence[str] = ()) -> int:
+          signatures_config: str | None = None, server: Sequence[str] = (),
+          capture: Sequence[str] = (), artifacts: Sequence[str] = ()) -> int:
+    from pytracee.capture import Capture, parse_capture
     from pytracee.ebpf.tracer import Tracer, boot_offset_ns
     from pytracee.enrich.options import parse_enrich_options
     from pytracee.enrich.setup import Enrichment
@@ -129,6 +131,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         logging.getLogger("pytracee.outputs").warning(warning)
     ring = _ring_bytes(buffers)
     server_opts = parse_server_options(server)
+    capture_opts = parse_capture(capture, artifacts)
     opts = parse_enrich_options(stores, enrichment)
     if out.ancestry and not opts.proctree:
         raise UsageError("option:ancestry needs the process tree (drop --stores none)",
@@ -138,6 +141,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     enrich: Enrichment | None = None
     http: Any = None
     streams: list[Stream] = []
+    arts: Capture | None = None
     try:
         boot = boot_offset_ns()
         enrich = Enrichment(opts, tracer, boot)
@@ -152,9 +156,15 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if sigs else None
         # Signatures that read the environment need it in the exec events.
         exec_env = out.exec_env or any(getattr(s, "needs_exec_env", False) for s in sigs)
-        tracer.load(runtime, exec_env=exec_env, signals=enrich.signals())
+        # Artifacts (--capture) and option:exec-hash: capture's input events go to the
+        # kernel for every policy before it loads.
+        if capture_opts.enabled or out.exec_hash is not None:
+            arts = Capture(capture_opts, out.exec_hash)
+            arts.prepare(runtime)
+        tracer.load(runtime, exec_env=exec_env, signals=enrich.signals(),
+                    capture_write=capture_opts.write)
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
-                            enrich.enricher(lambda v: pipeline.event_bits(v)), engine)
+                            enrich.enricher(lambda v: pipeline.event_bits(v)), engine, arts)
         pipeline.sinks.extend(streams or [NoneSink()])
         enrich.start(runtime)
         if server_opts is not None:
@@ -181,6 +191,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
             stream.close()
         if enrich is not None:
             enrich.stop()
+        if arts is not None:
+            arts.close()  # no-op when the pipeline closed it
         tracer.close()
     return 0
 
@@ -264,13 +276,20 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--server", "server", multiple=True, metavar="OPT",
               help="HTTP server: http-address=HOST:PORT (default 127.0.0.1:3366), metrics, "
                    "healthz; allow-remote to listen on a non-loopback address.")
+@click.option("--capture", "capture", multiple=True, metavar="OPT",
+              help="Artifacts (Tracee v0.24): exec, write, write=/prefix*, mem, dir:/path "
+                   "(default /tmp/pytracee/out), clear-dir.")
+@click.option("-a", "--artifacts", "artifacts", multiple=True, metavar="OPT",
+              help="Artifacts (Tracee's newer names): executable, file-write, "
+                   "file-write.filters=path=/prefix*, memory-regions, dir.path=/path, dir.clear.")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(LOG_LEVELS), help="Log level.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],
          stores: tuple[str, ...], enrichment: tuple[str, ...], signatures_dirs: tuple[str, ...],
-         signatures_config: str | None, server: tuple[str, ...], log_level: str) -> None:
+         signatures_config: str | None, server: tuple[str, ...], capture: tuple[str, ...],
+         artifacts: tuple[str, ...], log_level: str) -> None:
     """Trace syscalls and process events with eBPF. Without options: Tracee's default events."""
     logging.basicConfig(level=log_level.upper(), format="pytracee: %(levelname)s %(name)s: %(message)s")
     # libbpf explains its failures at length; we report them in one line, so its
@@ -280,7 +299,7 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
         return
     try:
         code = trace(events, scope, policies, output, buffers, stores, enrichment,
-                     signatures_dirs, signatures_config, server)
+                     signatures_dirs, signatures_config, server, capture, artifacts)
     except UsageError as exc:
         _fail(2, str(exc))
     except EnvironmentProblem as exc:

@@ -7,6 +7,7 @@
     buffers: [kernel.events=8192]
     stores: [process.max-processes=20000]
     enrichment: [container.docker.socket=/run/docker.sock]
+    capture: [exec, "write=/tmp/*", "dir:/var/lib/pytracee/out"]
     server: [http-address=127.0.0.1:3366, metrics]  # or {http-address: ..., metrics: true}
     log-level: info
 
@@ -34,6 +35,8 @@ _KEYS: dict[str, tuple[str, bool]] = {
     "signatures-dir": ("signatures_dirs", True),
     "signatures-config": ("signatures_config", False),
     "server": ("server", True),
+    "capture": ("capture", True),
+    "artifacts": ("artifacts", True),
     "log-level": ("log_level", False),
 }
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pytracee.capture.stage import Capture
 from pytracee.detect.engine import Engine
 from pytracee.ebpf.tracer import Tracer
 from pytracee.enrich.enricher import Enricher
@@ -48,10 +49,11 @@ class Pipeline:
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
                  sinks: Sequence[Sink], enricher: Enricher | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, capture: Capture | None = None) -> None:
         self.tracer = tracer
         self.enricher = enricher
         self.engine = engine
+        self.capture = capture  # artifacts (--capture) and exec hashes; its inputs in `runtime` already
         self.decoder = decoder
         self.runtime = runtime
         self.runtimes: dict[int, PolicyRuntime] = {runtime.version: runtime}
@@ -75,6 +77,8 @@ class Pipeline:
     def reload(self, runtime: PolicyRuntime) -> None:
         """Make `runtime` the active policy set, in the kernel and here. Events are
         read in this thread, so none of the new version is seen before this returns."""
+        if self.capture is not None:
+            self.capture.prepare(runtime)  # capture follows the new policies' scopes
         self.tracer.apply(runtime)  # raises before the switch if the kernel refuses
         self.runtimes[runtime.version] = runtime
         self.runtime = runtime
@@ -86,11 +90,14 @@ class Pipeline:
         decode_batch = self.decoder.decode_batch
         counts = self.counts
         enrich = self.enricher.process if self.enricher is not None else None
+        early = self.capture.on_decoded if self.capture is not None else None
         deliver = self.deliver
 
         def handle_batch(views: list[memoryview]) -> None:
             try:
                 events = decode_batch(views)
+                if early is not None:  # open what capture reads while the process lives
+                    early(events)
                 if enrich is not None:
                     events = enrich(events)
             except Exception:  # a bug of ours must not stop tracing: count and log it
@@ -108,6 +115,9 @@ class Pipeline:
         delivered = counts.delivered
         if events:
             try:
+                if self.capture is not None:
+                    # Artifacts; events the kernel sent only for them stop here (not "filtered").
+                    events = self.capture.process(events, runtimes)
                 if any(rt.check_events for rt in runtimes.values()):
                     kept = []
                     for ev in events:
@@ -235,13 +245,15 @@ class Pipeline:
             if self.engine is not None:
                 self.deliver(self.engine.close())
             self.flush()
+            if self.capture is not None:
+                self.capture.close()  # the queued copies are written before the summary
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
     def lost(self) -> dict[str, int]:
         """Kernel-side losses by reason, over the events any policy set selected."""
-        ids = {eid for rt in self.runtimes.values() for eid in rt.event_bits
+        ids = {eid for rt in self.runtimes.values() for eid in (*rt.event_bits, *rt.capture_only)
                if eid < wire.MAX_EVENT_ID}  # the kernel counts only what it emits
         stats = self.tracer.stats(ids)
         out = {}
@@ -260,5 +272,7 @@ class Pipeline:
             extra += f", output errors: {self.counts.sink_errors}"
         if self.counts.pipeline_errors:
             extra += f", internal errors: {self.counts.pipeline_errors}"
+        if self.capture is not None:
+            extra += self.capture.summary()
         return (f"pytracee: events delivered: {delivered}, filtered in user space: "
                 f"{self.counts.filtered}, lost: {sum(lost.values())} ({lost_s}){extra}")

@@ -44,7 +44,7 @@ def test_bad_config_on_the_command_line_is_one_line_exit_2(tmp_path: Path) -> No
     cfg.write_text("nope: 1\n")
     res = CliRunner().invoke(main, ["-c", str(cfg), "list", "events"])
     assert res.exit_code == 2
-    assert res.output == f"pytracee: {cfg}:1: unknown config key 'nope' (known: events, scope, policy, output, buffers, stores, enrichment, signatures-dir, signatures-config, server, log-level)\n"
+    assert res.output == f"pytracee: {cfg}:1: unknown config key 'nope' (known: events, scope, policy, output, buffers, stores, enrichment, signatures-dir, signatures-config, server, capture, artifacts, log-level)\n"
 
 
 def test_list_policies_prints_each_policy_and_reports_every_error(tmp_path: Path) -> None:

@@ -13,7 +13,13 @@ from pytracee.ebpf.libbpf import BpfError, BpfObject, num_possible_cpus
 from pytracee.ebpf.ringbuf import RingReader
 from pytracee.errors import EnvironmentProblem
 from pytracee.events import wire
-from pytracee.events.definitions import DERIVED_FROM_SYSCALL, EVENTS
+from pytracee.events.definitions import (
+    BY_NAME,
+    CAPTURE_FILE_WRITE,
+    CAPTURE_WRITE_SYSCALLS,
+    DERIVED_FROM_SYSCALL,
+    EVENTS,
+)
 from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
 from pytracee.policy import path_filters
 from pytracee.policy.runtime import PolicyRuntime
@@ -67,6 +73,7 @@ def check_environment() -> None:
         raise EnvironmentProblem(f"BPF object missing at {bpf_object_path()}: run `make bpf`")
 
 
+_CAPTURE_WRITE_IDS = frozenset(BY_NAME[name].id for name in CAPTURE_WRITE_SYSCALLS)
 SIGNAL_PROCTREE = 1    # fork, exec, exit of processes (bpf: cfg_signals)
 SIGNAL_CONTAINERS = 2  # cgroup mkdir, rmdir
 
@@ -82,9 +89,12 @@ class Tracer:
         self.reader: RingReader | None = None
         self.start_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
-    def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0) -> None:
+    def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0,
+             capture_write: bool = False) -> None:
         """Load, write the first policy set, attach. `signals` (SIGNAL_*): state events
-        the kernel sends whatever the policies select (process tree, containers)."""
+        the kernel sends whatever the policies select (process tree, containers).
+        `capture_write`: compile in capture_file_write (--capture write); off, the
+        verifier drops that code and write syscalls cost what they did without it."""
         check_environment()
         try:
             obj = BpfObject.open(bpf_object_path())
@@ -94,6 +104,7 @@ class Tracer:
         obj.map("events").set_max_entries(self.ring_bytes)
         obj.set_global(".rodata", "cfg_exec_env", int(exec_env).to_bytes(4, "little"))
         obj.set_global(".rodata", "cfg_signals", signals.to_bytes(4, "little"))
+        obj.set_global(".rodata", "cfg_capture_write", int(capture_write).to_bytes(4, "little"))
         try:
             obj.load()
         except BpfError as exc:
@@ -104,6 +115,7 @@ class Tracer:
                 kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
                 fetch.update(d.id.to_bytes(4, "little"),
                              wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter),
+                                                   int(d.id in _CAPTURE_WRITE_IDS),
                                                    DERIVED_FROM_SYSCALL.get(d.id, 0)))
         self.apply(runtime)
         for prog, tp in PROGRAMS:
@@ -137,7 +149,8 @@ class Tracer:
         # Before the switch: sys_exit must look for calls this set saves (never unset,
         # so calls saved under older sets are found too).
         ever = self.obj.map("ever_selected")
-        for nr, derived in (*((nr, 0) for nr in runtime.kernel_bits), *DERIVED_FROM_SYSCALL.items()):
+        for nr, derived in (*((nr, 0) for nr in runtime.kernel_bits), *DERIVED_FROM_SYSCALL.items(),
+                            *((nr, CAPTURE_FILE_WRITE) for nr in _CAPTURE_WRITE_IDS)):
             if nr < wire.MAX_EVENT_ID and EVENTS.get(nr) is not None and EVENTS[nr].syscall \
                     and (runtime.kernel_bits.get(nr) or runtime.kernel_bits.get(derived)):
                 ever.update(nr.to_bytes(4, "little"), b"\x01")

@@ -7,7 +7,7 @@ fields Tracee gives them (pkg/events/core.go), so output and filters use Tracee'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytracee.events.argkinds import (
@@ -35,6 +35,9 @@ CONTAINER_REMOVE = 2018
 EXISTING_CONTAINER = 2019
 HOOKED_SYSCALL = 2020
 POLICY_RELOAD = 2100
+# Internal kernel event for --capture write (Tracee's capture events are internal too).
+CAPTURE_FILE_WRITE = 1001
+CAPTURE_WRITE_SYSCALLS = ("write", "pwrite64", "writev", "pwritev", "pwritev2")
 # Events this kernel cannot produce (kernel modules are compiled out, so no module
 # loads and no hooks to find); defined so signatures on them run on recorded events.
 MODULE_LOAD = 2110
@@ -148,7 +151,8 @@ _KERNEL_EVENTS = (
         "uint16 inode_mode; string interpreter_pathname; uint32 interpreter_dev; "
         "uint64 interpreter_inode; uint64 interpreter_ctime; []string argv; string interp; "
         "uint16 stdin_type; string stdin_path; bool invoked_from_kernel; string prev_comm; "
-        "[]string env; string pwd",
+        # sha256: filled in user space with -o option:exec-hash (the kernel sends 0-17)
+        "[]string env; string pwd; string sha256",
     ),
     _event(
         SCHED_PROCESS_EXIT, "sched_process_exit", ("proc", "proc_life"),
@@ -236,10 +240,20 @@ _USER_EVENTS = (
 )
 
 
+# Events that only pytracee itself uses; users cannot select them.
+_INTERNAL_EVENTS = (
+    # The bytes a write syscall put into a regular file, in chunks (bpf/common/capture.h);
+    # `truncated` (only on a last event without bytes): how many were not sent.
+    replace(_event(CAPTURE_FILE_WRITE, "capture_file_write", (),
+                   "uint32 dev; uint64 inode; string pathname; int64 offset; []byte bytes; "
+                   "uint64 truncated"), internal=True),
+)
+
+
 def _build() -> dict[int, EventDef]:
     events: dict[int, EventDef] = {}
     for ev in (*(_syscall(*row) for row in SYSCALLS), *_KERNEL_EVENTS, *_SECURITY_EVENTS,
-               *_USER_EVENTS):
+               *_USER_EVENTS, *_INTERNAL_EVENTS):
         if ev.id in events:
             raise ValueError(f"duplicate event id {ev.id}: {events[ev.id].name}, {ev.name}")
         events[ev.id] = ev

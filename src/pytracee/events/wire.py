@@ -66,8 +66,8 @@ U16 = struct.Struct("<H")
 U64 = struct.Struct("<Q")
 INT_PAIR = struct.Struct("<ii")
 
-# struct event_fetch { u8 arg_kinds[6]; u8 submit_on_enter; u8 pad; u32 derived; }
-EVENT_FETCH = struct.Struct("<6BBxI")
+# struct event_fetch { u8 arg_kinds[6]; u8 submit_on_enter; u8 capture; u32 derived; }
+EVENT_FETCH = struct.Struct("<6BBBI")
 POLICY_SLOTS = 2  # policy-dependent maps have two slots: slot = version & 1
 
 # enum stat_kind; stats key = kind * MAX_EVENT_ID + event_id

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pytracee.errors import UsageError
 from pytracee.policy.filters import EventSelection
 
-PATH_EVENTS = {732: 0, 727: 1, 715: 2}  # event id -> index in the kernel's tables
+# event id -> index in the kernel's tables (1001: the prefixes of --capture write=/prefix*,
+# which user space adds for every policy: see pytracee.capture)
+PATH_EVENTS = {732: 0, 727: 1, 715: 2, 1001: 3}
 KEY_LEN = 252
 MAX_ENTRIES = 2048  # per table and policy set: half of each kernel map, the other half is the running set
 EXACT_KEY = struct.Struct(f"<I{KEY_LEN}s")

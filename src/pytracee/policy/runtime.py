@@ -3,7 +3,7 @@ user-space checks that clear the policy bits the kernel could not decide."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pytracee.events.definitions import dependencies
@@ -25,6 +25,18 @@ class PolicyRuntime:
     path_filters: path_filters.PathFilters  # pathname filters the kernel applies
     # Events for which some matched policy still needs a user-space check.
     check_events: frozenset[int] = field(default=frozenset())
+    # event id -> the policies the kernel sends it for only because artifact capture
+    # (--capture) reads it: cleared before filters and outputs, never counted as filtered.
+    capture_only: dict[int, int] = field(default_factory=dict)
+
+    def add_capture_inputs(self, event_ids: Iterable[int]) -> None:
+        """Make the kernel send `event_ids` for every policy (capture follows the
+        policies' scopes), remembering which bits are there for capture only."""
+        every = (1 << len(self.names)) - 1
+        for eid in event_ids:
+            have = self.kernel_bits.get(eid, 0)
+            self.capture_only[eid] = every & ~have
+            self.kernel_bits[eid] = have | every
 
     def keep(self, ev: Event) -> bool:
         """Clear the bits of the policies whose user-space filters fail; False when none is left."""
