@@ -123,15 +123,19 @@ struct {
     __type(value, struct saved_args);
 } task_args SEC(".maps");
 
-/* Syscalls that any policy set applied since start selected (itself or its
- * security event). sys_exit looks for a saved call only for these, so a call
- * that entered under an older set is still found (and consumed) after reloads. */
+/* Per syscall id, whether sys_enter / sys_exit have anything to do for it
+ * (user space writes it with each policy set): the one lookup a syscall
+ * nobody wants costs. INTEREST_EXIT is never cleared: a call saved under an
+ * older set must still be found (and consumed) at its exit. */
+#define INTEREST_ENTER 1    /* the active set(s) want the call, its exec or raw sys_enter */
+#define INTEREST_EXIT 2     /* some set since start saved calls of it at sys_enter */
+#define INTEREST_RAW_EXIT 4 /* the raw sys_exit event is selected */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, MAX_EVENT_ID);
     __type(key, __u32);
     __type(value, __u8);
-} ever_selected SEC(".maps");
+} syscall_interest SEC(".maps");
 
 /* tid -> comm before execve replaced it (sched_process_exec prev_comm). */
 struct {
@@ -329,6 +333,10 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     long id = ctx->args[1];
     if (id < 0 || id >= EVENT_SYS_ENTER)
         return 0;
+    __u32 key = id;
+    __u8 *interest = bpf_map_lookup_elem(&syscall_interest, &key);
+    if (!interest || !(*interest & INTEREST_ENTER))
+        return 0;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     __u32 version = active_version();
     emit_raw_syscall(t, version, EVENT_SYS_ENTER, id);
@@ -460,19 +468,23 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     long id = BPF_CORE_READ(regs, orig_ax);
     if (id < 0 || id >= EVENT_SYS_ENTER)
         return 0;
+    __u32 key = id;
+    __u8 *interest = bpf_map_lookup_elem(&syscall_interest, &key);
+    if (!interest || !(*interest & (INTEREST_EXIT | INTEREST_RAW_EXIT)))
+        return 0;
+    __u8 wants = *interest;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     __u32 version = active_version();
-    emit_raw_syscall(t, version, EVENT_SYS_EXIT, id);
+    if (wants & INTEREST_RAW_EXIT)
+        emit_raw_syscall(t, version, EVENT_SYS_EXIT, id);
 
-    /* Syscalls no policy set ever selected stop here, before the per-thread
-     * hash lookup. Any set since start counts: the call may have entered under it. */
+    /* Only syscalls some set since start saved calls of go on to the per-thread
+     * hash lookup: the call may have entered under an older set. */
     struct event_fetch *ef = fetch_cfg(id);
     if (!ef || (ef->submit_on_enter && !ef->derived))
         return 0;
     __u32 derived = ef->derived;
-    __u32 key = id;
-    __u8 *ever = bpf_map_lookup_elem(&ever_selected, &key);
-    if (!ever || !*ever)
+    if (!(wants & INTEREST_EXIT))
         return 0;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);

@@ -19,6 +19,9 @@ from pytracee.events.definitions import (
     CAPTURE_WRITE_SYSCALLS,
     DERIVED_FROM_SYSCALL,
     EVENTS,
+    SCHED_PROCESS_EXEC,
+    SYS_ENTER,
+    SYS_EXIT,
 )
 from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
 from pytracee.policy import path_filters
@@ -78,6 +81,27 @@ SIGNAL_PROCTREE = 1    # fork, exec, exit of processes (bpf: cfg_signals)
 SIGNAL_CONTAINERS = 2  # cgroup mkdir, rmdir
 
 
+# bpf: syscall_interest bits
+INTEREST_ENTER, INTEREST_EXIT, INTEREST_RAW_EXIT = 1, 2, 4
+_SYSCALL_IDS = frozenset(d.id for d in EVENTS.values() if d.syscall and d.id < wire.MAX_EVENT_ID)
+
+
+def syscall_interest(bits: dict[int, int]) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    """For a policy set's kernel event bits: the syscalls sys_enter must handle, those
+    whose calls it saves for sys_exit, and those whose raw sys_exit event is wanted."""
+    wanted = {nr for nr in _SYSCALL_IDS if bits.get(nr)}
+    wanted |= {nr for nr, derived in DERIVED_FROM_SYSCALL.items() if bits.get(derived)}
+    if bits.get(CAPTURE_FILE_WRITE):
+        wanted |= _CAPTURE_WRITE_IDS
+    enter = set(wanted)
+    if bits.get(SCHED_PROCESS_EXEC) or bits.get(BY_NAME["commit_creds"].id):
+        enter |= {BY_NAME["execve"].id, BY_NAME["execveat"].id}  # prev_comm, creds before
+    if bits.get(SYS_ENTER):
+        enter |= _SYSCALL_IDS
+    raw_exit = _SYSCALL_IDS if bits.get(SYS_EXIT) else frozenset()
+    return frozenset(enter), frozenset(wanted), frozenset(raw_exit)
+
+
 class Tracer:
     """The kernel side, loaded and attached. Use as a context manager."""
 
@@ -88,6 +112,11 @@ class Tracer:
         self.obj: BpfObject | None = None
         self.reader: RingReader | None = None
         self.start_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        # What the syscall_interest map holds (see apply()).
+        self._enter: frozenset[int] = frozenset()
+        self._raw_exit: frozenset[int] = frozenset()
+        self._exits: set[int] = set()
+        self._interest: dict[int, int] = {}
 
     def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0,
              capture_write: bool = False) -> None:
@@ -146,14 +175,11 @@ class Tracer:
         for eid in range(wire.MAX_EVENT_ID):
             key = (slot * wire.MAX_EVENT_ID + eid).to_bytes(4, "little")
             events_map.update(key, runtime.kernel_bits.get(eid, 0).to_bytes(8, "little"))
-        # Before the switch: sys_exit must look for calls this set saves (never unset,
-        # so calls saved under older sets are found too).
-        ever = self.obj.map("ever_selected")
-        for nr, derived in (*((nr, 0) for nr in runtime.kernel_bits), *DERIVED_FROM_SYSCALL.items(),
-                            *((nr, CAPTURE_FILE_WRITE) for nr in _CAPTURE_WRITE_IDS)):
-            if nr < wire.MAX_EVENT_ID and EVENTS.get(nr) is not None and EVENTS[nr].syscall \
-                    and (runtime.kernel_bits.get(nr) or runtime.kernel_bits.get(derived)):
-                ever.update(nr.to_bytes(4, "little"), b"\x01")
+        # Before the switch, what either set wants of each syscall; after it, only the
+        # new set's (calls saved under any set are still looked for at sys_exit).
+        enter, exit_, raw_exit = syscall_interest(runtime.kernel_bits)
+        self._exits |= exit_
+        self._write_interest(self._enter | enter, self._raw_exit | raw_exit)
         comm = self.obj.map("scope_comm")
         for key in [k for k in comm.keys() if COMM_KEY.unpack(k)[0] == slot]:
             comm.delete(key)
@@ -187,6 +213,18 @@ class Tracer:
         cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))
+        self._enter, self._raw_exit = enter, raw_exit
+        self._write_interest(enter, raw_exit)
+
+    def _write_interest(self, enter: frozenset[int], raw_exit: frozenset[int]) -> None:
+        assert self.obj is not None
+        m = self.obj.map("syscall_interest")
+        for nr in range(wire.MAX_EVENT_ID):
+            bits = ((INTEREST_ENTER if nr in enter else 0) | (INTEREST_EXIT if nr in self._exits else 0)
+                    | (INTEREST_RAW_EXIT if nr in raw_exit else 0))
+            if bits != self._interest.get(nr, 0):
+                m.update(nr.to_bytes(4, "little"), bytes((bits,)))
+                self._interest[nr] = bits
 
     def _write_path_filters(self, slot: int, pf: path_filters.PathFilters) -> None:
         assert self.obj is not None
