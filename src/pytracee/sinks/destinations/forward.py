@@ -47,7 +47,7 @@ import msgpack
 import orjson
 
 from pytracee.events.event import Event
-from pytracee.sinks.destinations.webhook import backoff_schedule, parse_duration
+from pytracee.sinks.destinations.webhook import RETRY_KEYS, backoff_schedule, retry_option
 
 DEFAULT_PORT = 24224
 DEFAULT_TAG = "pytracee"
@@ -98,22 +98,20 @@ class ForwardDestination:
             raise ValueError(f"forward URL must be tcp://host:port, not {url!r}")
         if not parts.hostname:
             raise ValueError(f"forward URL has no host: {url!r}")
+        retry: dict[str, float] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key == "tag":
                 tag = value
             elif key == "shared_key":
                 shared_key = value
-            elif key == "timeout":
-                timeout_s = parse_duration(value)
-            elif key == "retries":
-                if not value.strip().isdigit():
-                    raise ValueError(f"invalid retries={value!r} (a number >= 0)")
-                retries = int(value)
-            elif key == "backoff":
-                backoff_s = parse_duration(value)
+            elif key in RETRY_KEYS:
+                retry[key] = retry_option(key, value)
             else:
                 raise ValueError(f"forward URL: unknown option {key!r} "
                                  "(tag, shared_key, timeout, retries, backoff)")
+        timeout_s = retry.get("timeout", timeout_s)
+        retries = int(retry.get("retries", retries))
+        backoff_s = retry.get("backoff", backoff_s)
         if timeout_s <= 0:
             raise ValueError("forward timeout must be > 0")
         if retries < 0:

@@ -64,6 +64,18 @@ def parse_duration(text: str) -> float:
     return value
 
 
+RETRY_KEYS = ("timeout", "retries", "backoff")
+
+
+def retry_option(key: str, value: str) -> float:
+    """A timeout=, retries= or backoff= URL option, which both network destinations take."""
+    if key == "retries":
+        if not value.strip().isdigit():
+            raise ValueError(f"invalid retries={value!r} (a number >= 0)")
+        return int(value)
+    return parse_duration(value)
+
+
 def parse_bool(name: str, text: str) -> bool:
     v = text.strip().lower()
     if v in _TRUE:
@@ -105,21 +117,19 @@ class WebhookDestination:
         if not parts.hostname:
             raise ValueError(f"webhook URL has no host: {url!r}")
         kept: list[tuple[str, str]] = []
+        retry: dict[str, float] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key == "timeout":
-                timeout_s = parse_duration(value)
-            elif key == "retries":
-                if not value.strip().isdigit():
-                    raise ValueError(f"invalid retries={value!r} (a number >= 0)")
-                retries = int(value)
-            elif key == "backoff":
-                backoff_s = parse_duration(value)
+            if key in RETRY_KEYS:
+                retry[key] = retry_option(key, value)
             elif key == "insecure":
                 verify_tls = not parse_bool("insecure", value)
             elif key == "ca":
                 ca_file = value
             else:
                 kept.append((key, value))
+        timeout_s = retry.get("timeout", timeout_s)
+        retries = int(retry.get("retries", retries))
+        backoff_s = retry.get("backoff", backoff_s)
         if timeout_s <= 0:
             raise ValueError("webhook timeout must be > 0")
         if retries < 0:
