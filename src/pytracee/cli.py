@@ -153,7 +153,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
             containers=enrich.show_containers(), parent_comm=enrich.parent_comm,
             ancestry=enrich.ancestry_of(out.ancestry) if out.ancestry else None)
         sigs = active(all_sigs, set(runtime.event_bits))
-        engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if sigs else None
+        # One engine for the whole run (a reload changes which signatures it runs).
+        engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if all_sigs else None
         # Signatures that read the environment need it in the exec events.
         exec_env = out.exec_env or any(getattr(s, "needs_exec_env", False) for s in sigs)
         # Artifacts (--capture) and option:exec-hash: capture's input events go to the
@@ -169,7 +170,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         enrich.start(runtime)
         if server_opts is not None:
             http = start_server(server_opts, pipeline, enrich, engine)
-        reload_tick = _reloader(pipeline, boot, policies, events, scope, enrich)
+        reload_tick = _reloader(pipeline, boot, policies, events, scope, enrich, all_sigs)
 
         def tick() -> None:
             reload_tick()
@@ -198,7 +199,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
 
 
 def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequence[str],
-              scope: Sequence[str], enrich: Any) -> Callable[[], None]:
+              scope: Sequence[str], enrich: Any, all_sigs: Sequence[Any] = ()) -> Callable[[], None]:
     """SIGHUP, or a change in a --policy file or directory, reloads the policies."""
     import signal
 
@@ -222,6 +223,10 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
             new = policy_runtime(current.version + 1, policies, events, scope)
             enrich.check(new)
             pipeline.reload(new)
+            if pipeline.engine is not None:
+                from pytracee.detect.engine import active
+
+                pipeline.engine.set_signatures(active(all_sigs, set(new.event_bits)))
         except (UsageError, BpfError) as exc:
             # A kernel refusal leaves the new set unswitched: the running one stays.
             log.error("policy reload refused, the running policies stay: %s", exc)

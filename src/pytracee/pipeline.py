@@ -129,7 +129,7 @@ class Pipeline:
                         else:
                             counts.filtered += 1
                     events = kept
-                if self.engine is not None:
+                if self.engine is not None and self.engine.active:
                     events = self._detect(events)
                 for ev in events:
                     delivered[ev.event_id] += 1

@@ -155,3 +155,27 @@ def test_a_bad_rego_file_is_named_and_the_others_still_list(tmp_path: Path) -> N
                          capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr == f"pytracee: {tmp_path}/bad.rego:5: expecting expression\n"
+
+
+def test_a_reload_that_selects_a_signature_starts_it(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    policy = "type: policy\nname: {name}\nscope: [comm={comm}]\nrules:\n  - event: {event}\n"
+    (pol / "p.yaml").write_text(policy.format(name="plain", comm=COMM, event="getppid"))
+    out = tmp_path / "out.json"
+    proc = start("-p", str(pol), "-o", f"json:{out}", "-E", "none")
+    subprocess.run([sys.executable, "-c", TRACEME], check=True)  # not selected yet
+    (pol / "p.yaml").write_text(policy.format(name="detect", comm=COMM, event="anti_debugging"))
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not (out.exists() and b'"policy_reload"' in out.read_bytes()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    subprocess.run([sys.executable, "-c", TRACEME], check=True)
+    _, err = stop(proc)
+    evs = [e for e in lines(out.read_bytes()) if e["eventName"] != "policy_reload"]
+    assert [(e["eventName"], e["matchedPolicies"]) for e in evs] == [("anti_debugging", ["detect"])]
+    assert "detections: 1" in err

@@ -136,16 +136,26 @@ class Engine:
     def __init__(self, signatures: Sequence[Signature],
                  params: Mapping[str, Mapping[str, Any]] | None = None,
                  stores: Any = None) -> None:
-        self.signatures = list(signatures)
+        self.signatures: list[Signature] = []
         self.counts = EngineCounts()
         self._pending: list[Finding] = []
         self._warned: set[tuple[str, str]] = set()
         self._defs: dict[str, EventDef] = {}     # signature id -> its event
         self._calls = 0  # on_event calls, for sampling their duration
-        params = params or {}
-        register(self.signatures)
+        self._params = params or {}
+        self._stores = stores
+        self._started: set[int] = set()  # ids of the signature objects init() was called on
+        # event id -> (plan for host events, plan for container events)
+        self._route: dict[int, tuple[_Plan, _Plan]] = {}
+        self.set_signatures(signatures)
+
+    def set_signatures(self, signatures: Sequence[Signature]) -> None:
+        """Run these signatures from now on (a policy reload selects others). Those
+        already running keep their state; new ones are initialised."""
+        signatures = list(signatures)
+        register(signatures)
         wants: dict[int, list[tuple[Signature, Any, SignatureStats]]] = {}
-        for sig in self.signatures:
+        for sig in signatures:
             md = sig.metadata
             stats = self.counts.by_signature.setdefault(md.id, SignatureStats())
             for sel in sig.selected_events:
@@ -153,12 +163,20 @@ class Engine:
                 assert d is not None  # register() checked
                 wants.setdefault(d.id, []).append((sig, sel, stats))
             self._defs[md.id] = definitions.BY_NAME[md.event_name]
-            sig.init(SignatureContext(self._pending.append, params.get(md.id, {}), stores))
-        # event id -> (plan for host events, plan for container events)
-        self._route: dict[int, tuple[_Plan, _Plan]] = {
+            if id(sig) not in self._started:
+                self._started.add(id(sig))
+                sig.init(SignatureContext(self._pending.append, self._params.get(md.id, {}),
+                                          self._stores))
+        self.signatures = signatures
+        self._route = {
             eid: (_Plan(eid, [w for w in ws if w[1].origin != "container"]),
                   _Plan(eid, [w for w in ws if w[1].origin != "host"]))
             for eid, ws in wants.items()}
+
+    @property
+    def active(self) -> bool:
+        """Some signature runs: the pipeline calls process() only then."""
+        return bool(self._route)
 
     def definition(self, sig: Signature) -> EventDef:
         return self._defs[sig.metadata.id]
@@ -295,6 +313,8 @@ class Engine:
 
     def summary(self) -> str:
         c = self.counts
+        if not self.active and not c.detections:
+            return ""  # no signature ran
         errors = sum(s.errors for s in c.by_signature.values())
         slow = sum(s.slow for s in c.by_signature.values())
         text = f", detections: {c.detections}"
