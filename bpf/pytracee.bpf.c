@@ -30,7 +30,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define TS_COMPAT 0x0002 /* thread_info.status: a 32-bit syscall, numbered differently */
 
 /* Set before load by user space. */
-const volatile __u32 cfg_exec_env = 0; /* send env with sched_process_exec */
 /* State events pytracee needs whatever the policies select (EV_FLAG_SIGNAL). */
 #define SIGNAL_PROCTREE 1   /* process fork, exec and exit */
 #define SIGNAL_CONTAINERS 2 /* cgroup mkdir and rmdir */
@@ -754,7 +753,9 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
     __u32 pflags = BPF_CORE_READ(t, real_parent, flags);
     off = put_int(b, off, 14, (pflags & PF_KTHREAD) != 0);             /* invoked_from_kernel */
     off = put_str(b, off, 15, prev, 0);                                /* prev_comm */
-    if (cfg_exec_env)
+    __u32 slot = version & 1;
+    struct scope_config *sc = bpf_map_lookup_elem(&scope_cfg, &slot);
+    if (sc && sc->exec_env)
         off = put_mm_blob(b, off, 16, BPF_CORE_READ(mm, env_start), BPF_CORE_READ(mm, env_end));
     struct fs_struct *fs = BPF_CORE_READ(t, fs);
     off = put_path(b, off, 17, &fs->pwd);                              /* pwd */

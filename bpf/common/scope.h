@@ -48,7 +48,8 @@ struct scope_config {
     __u64 container_started;         /* containers past their first exec */
     __u64 start_time;                /* pytracee start (boot ns), for pid=new */
     __u32 self_pid;                  /* pytracee's own tgid: never traced */
-    __u32 pad;
+    __u32 exec_env;                  /* send env with sched_process_exec (a policy set's choice:
+                                      * signatures selected by a reload may need it) */
     __u32 uid_min[64];
     __u32 uid_max[64];
     __u32 pid_min[64];

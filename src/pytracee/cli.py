@@ -155,8 +155,14 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         sigs = active(all_sigs, set(runtime.event_bits))
         # One engine for the whole run (a reload changes which signatures it runs).
         engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if all_sigs else None
-        # Signatures that read the environment need it in the exec events.
-        exec_env = out.exec_env or any(getattr(s, "needs_exec_env", False) for s in sigs)
+        # Signatures that read the environment need it in the exec events (decided per
+        # policy set: a reload may select such a signature).
+        def wants_env(rt: PolicyRuntime) -> bool:
+            return out.exec_env or any(getattr(s, "needs_exec_env", False)
+                                       for s in active(all_sigs, set(rt.event_bits)))
+
+        runtime.exec_env = wants_env(runtime)
+        exec_env = runtime.exec_env
         # Artifacts (--capture) and option:exec-hash: capture's input events go to the
         # kernel for every policy before it loads.
         if capture_opts.enabled or out.exec_hash is not None:
@@ -170,7 +176,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         enrich.start(runtime)
         if server_opts is not None:
             http = start_server(server_opts, pipeline, enrich, engine)
-        reload_tick = _reloader(pipeline, boot, policies, events, scope, enrich, all_sigs)
+        reload_tick = _reloader(pipeline, boot, policies, events, scope, enrich, all_sigs,
+                                wants_env)
 
         def tick() -> None:
             reload_tick()
@@ -199,7 +206,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
 
 
 def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequence[str],
-              scope: Sequence[str], enrich: Any, all_sigs: Sequence[Any] = ()) -> Callable[[], None]:
+              scope: Sequence[str], enrich: Any, all_sigs: Sequence[Any] = (),
+              wants_env: Callable[[Any], bool] | None = None) -> Callable[[], None]:
     """SIGHUP, or a change in a --policy file or directory, reloads the policies."""
     import signal
 
@@ -222,6 +230,8 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
         try:
             new = policy_runtime(current.version + 1, policies, events, scope)
             enrich.check(new)
+            if wants_env is not None:
+                new.exec_env = wants_env(new)
             pipeline.reload(new)
             if pipeline.engine is not None:
                 from pytracee.detect.engine import active

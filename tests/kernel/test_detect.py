@@ -179,3 +179,28 @@ def test_a_reload_that_selects_a_signature_starts_it(tmp_path: Path) -> None:
     evs = [e for e in lines(out.read_bytes()) if e["eventName"] != "policy_reload"]
     assert [(e["eventName"], e["matchedPolicies"]) for e in evs] == [("anti_debugging", ["detect"])]
     assert "detections: 1" in err
+
+
+def test_a_signature_selected_by_a_reload_gets_the_exec_environment(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    policy = "type: policy\nname: {name}\nscope: [comm=true]\nrules:\n  - event: {event}\n"
+    (pol / "p.yaml").write_text(policy.format(name="plain", event="getppid"))
+    out = tmp_path / "out.json"
+    proc = start("-p", str(pol), "-o", f"json:{out}", "-E", "none")
+    (pol / "p.yaml").write_text(policy.format(name="preload", event="ld_preload"))
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not (out.exists() and b'"policy_reload"' in out.read_bytes()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    subprocess.run(["env", "LD_PRELOAD=/nonexistent/pt-hook.so", "/bin/true"], check=True,
+                   capture_output=True)
+    stop(proc)
+    evs = [e for e in lines(out.read_bytes()) if e["eventName"] == "ld_preload"]
+    assert len(evs) == 1
+    data = {a["name"]: a["value"] for a in evs[0]["args"]}
+    assert data["LD_PRELOAD"] == "LD_PRELOAD=/nonexistent/pt-hook.so"

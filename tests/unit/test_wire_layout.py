@@ -63,7 +63,7 @@ def test_scope_config_matches_btf() -> None:
     assert [m for m, _ in members] == [
         "has_filter", "has_eq", "uid_range", "pid_range", "new_pid", "follow", "tree",
         "container", "not_container", "container_new", "container_started",
-        "start_time", "self_pid", "pad", "uid_min", "uid_max", "pid_min", "pid_max"]
+        "start_time", "self_pid", "exec_env", "uid_min", "uid_max", "pid_min", "pid_max"]
     assert dict(members)["uid_min"] == 184
     assert _btf_structs()["scope_eq"][0] == kernel_maps.SCOPE_EQ.size
     assert _btf_structs()["scope_num_key"] == (kernel_maps.NUM_KEY.size,

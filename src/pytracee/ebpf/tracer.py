@@ -131,7 +131,7 @@ class Tracer:
             raise EnvironmentProblem(f"cannot open BPF object: {exc}") from exc
         self.obj = obj
         obj.map("events").set_max_entries(self.ring_bytes)
-        obj.set_global(".rodata", "cfg_exec_env", int(exec_env).to_bytes(4, "little"))
+        runtime.exec_env = runtime.exec_env or exec_env
         obj.set_global(".rodata", "cfg_signals", signals.to_bytes(4, "little"))
         obj.set_global(".rodata", "cfg_capture_write", int(capture_write).to_bytes(4, "little"))
         try:
@@ -210,7 +210,7 @@ class Tracer:
             bits[slot] |= seed
             follow.update(key, FOLLOW_BITS.pack(*bits))
         self._write_path_filters(slot, runtime.path_filters)
-        cfg = scope.config_bytes(self.start_boot_ns, os.getpid())
+        cfg = scope.config_bytes(self.start_boot_ns, os.getpid(), runtime.exec_env)
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))
         self._enter, self._raw_exit = enter, raw_exit

@@ -57,12 +57,12 @@ class KernelScope:
     nums: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (field, v) -> [eq, neq]
     tree_roots: dict[int, int] = field(default_factory=dict)           # pid -> policy bits
 
-    def config_bytes(self, start_time: int, self_pid: int) -> bytes:
+    def config_bytes(self, start_time: int, self_pid: int, exec_env: bool = False) -> bytes:
         return (
             _CONFIG_HEAD.pack(*self.has_filter, *self.has_eq, self.uid_range, self.pid_range,
                               self.new_pid, self.follow, self.tree, self.container,
                               self.not_container, self.container_new, self.container_started,
-                              start_time, self_pid, 0)
+                              start_time, self_pid, int(exec_env))
             + _U32_ARRAY.pack(*self.uid_min) + _U32_ARRAY.pack(*self.uid_max)
             + _U32_ARRAY.pack(*self.pid_min) + _U32_ARRAY.pack(*self.pid_max)
         )

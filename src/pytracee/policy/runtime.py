@@ -28,6 +28,7 @@ class PolicyRuntime:
     # event id -> the policies the kernel sends it for only because artifact capture
     # (--capture) reads it: cleared before filters and outputs, never counted as filtered.
     capture_only: dict[int, int] = field(default_factory=dict)
+    exec_env: bool = False  # the kernel sends the environment with sched_process_exec
 
     def add_capture_inputs(self, event_ids: Iterable[int]) -> None:
         """Make the kernel send `event_ids` for every policy (capture follows the
