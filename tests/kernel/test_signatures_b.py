@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import fail_or_skip
+
 from tests.docker_env import Containers, docker
 from tests.kernel.cli_proc import _no_leftover_tracers, start, stop  # noqa: F401
 
@@ -146,7 +148,7 @@ def an_existing_file(directory: str) -> str:
         p = os.path.join(directory, name)
         if os.path.isfile(p) and not os.path.islink(p):
             return p
-    pytest.skip(f"no regular file in {directory} to open for writing")
+    fail_or_skip("a regular file to open for writing", f"none in {directory}")
 
 
 # --- TRC-1026 rcd_modification --------------------------------------------------------
