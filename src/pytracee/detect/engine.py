@@ -83,9 +83,6 @@ class DataStores:
         """The event's process's ancestors, nearest first (Process records)."""
         return self.tree.ancestry(ev.ctx.process_entity, depth) if self.tree is not None else []
 
-    def process(self, ev: Event) -> Any:
-        return ev.ctx.proc
-
 
 class Detection(Event):
     """A finding as an event: the triggering event's context, the finding's data as args."""
@@ -177,9 +174,6 @@ class Engine:
     def active(self) -> bool:
         """Some signature runs: the pipeline calls process() only then."""
         return bool(self._route)
-
-    def definition(self, sig: Signature) -> EventDef:
-        return self._defs[sig.metadata.id]
 
     @property
     def selected_ids(self) -> frozenset[int]:

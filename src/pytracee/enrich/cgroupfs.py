@@ -39,22 +39,3 @@ def walk(root: str) -> dict[str, int]:
             except OSError:
                 continue  # removed while we walked
     return out
-
-
-def cgroup_of_pid(pid: int, proc: str = "/proc") -> str | None:
-    """The v2 cgroup path of a process ("0::" line), or None."""
-    try:
-        with open(f"{proc}/{pid}/cgroup", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"0::"):
-                    return line[3:].rstrip(b"\n").decode("utf-8", "backslashreplace")
-    except OSError:
-        return None
-    return None
-
-
-def cgroup_id(root: str, path: str) -> int | None:
-    try:
-        return os.stat(root + path if path != "/" else root).st_ino
-    except OSError:
-        return None

@@ -96,12 +96,13 @@ class ContainerManager:
 
     # -- cgroups -----------------------------------------------------------
 
-    def scan(self) -> list[Container]:
-        """Containers already running (a cgroupfs walk): recorded as EXISTED."""
+    def scan(self, cgroups: dict[str, int] | None = None) -> list[Container]:
+        """Containers already running (from `cgroups`, a cgroupfs walk: path -> id):
+        recorded as EXISTED."""
         if self.root is None:
             return []
         found = []
-        for path, cgid in cgroupfs.walk(self.root).items():
+        for path, cgid in (cgroups if cgroups is not None else cgroupfs.walk(self.root)).items():
             c = self._add(cgid, path, existed=True)
             if c is not None:
                 found.append(c)
@@ -227,14 +228,7 @@ def default_manager(on_state: Callable[[int, int | None], None] | None,
                     timeout: float = 2.0) -> ContainerManager:
     """Clients for every runtime socket configured (present or not: a runtime that
     starts later is found at the next lookup) on the host's cgroup v2 tree."""
-    from pytracee.enrich.runtime_api import DEFAULT_SOCKETS, CrioClient, DockerClient
+    from pytracee.enrich.runtime_api import DEFAULT_SOCKETS, default_clients
 
-    clients: dict[str, RuntimeClient] = {}
-    for runtime, path in (sockets or DEFAULT_SOCKETS).items():
-        if runtime == "crio":
-            clients[runtime] = CrioClient(path, timeout)
-        elif runtime in ("docker", "podman"):
-            clients[runtime] = DockerClient(path, timeout, runtime=runtime)
-        else:
-            raise ValueError(f"no client for runtime {runtime!r}")
+    clients = default_clients(sockets or DEFAULT_SOCKETS, timeout, present_only=False)
     return ContainerManager(clients, cgroupfs.v2_mount(), on_state)

@@ -275,17 +275,20 @@ class CrioClient(_UnixHTTPClient):
             raise RuntimeUnavailable(f"crio: GET {path}: unexpected reply: {e!r}") from e
 
 
-def default_clients(sockets: Mapping[str, str] = DEFAULT_SOCKETS,
-                    timeout: float = 2.0) -> dict[str, RuntimeClient]:
-    """A client per runtime whose socket exists, keyed by runtime name.
-
-    Existence only: whether the runtime answers is learnt at the first lookup."""
+def default_clients(sockets: Mapping[str, str] = DEFAULT_SOCKETS, timeout: float = 2.0, *,
+                    present_only: bool = True) -> dict[str, RuntimeClient]:
+    """A client per runtime, keyed by runtime name: for sockets that exist, or for all
+    of them (`present_only=False`: a runtime that starts later is found at its first
+    lookup). Whether a runtime answers is learnt at the first lookup.
+    ValueError for a runtime with no client (containerd speaks gRPC only)."""
     clients: dict[str, RuntimeClient] = {}
     for runtime, path in sockets.items():
-        if not Path(path).is_socket():
+        if present_only and not Path(path).is_socket():
             continue
         if runtime == "crio":
             clients[runtime] = CrioClient(path, timeout)
         elif runtime in ("docker", "podman"):
             clients[runtime] = DockerClient(path, timeout, runtime=runtime)
+        else:
+            raise ValueError(f"no client for runtime {runtime!r}")
     return clients

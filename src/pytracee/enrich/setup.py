@@ -58,15 +58,16 @@ class Enrichment:
         """After the programs are attached (so nothing falls between the scan and
         the first signal): seed from /proc and cgroupfs, start runtime lookups."""
         root = cgroupfs.v2_mount()
+        cgroups = cgroupfs.walk(root) if root else None  # one walk for both
         if self.manager is not None:
-            found = self.manager.scan()
+            found = self.manager.scan(cgroups)
             self.manager.start()
             matched = runtime.event_bits.get(d.EXISTING_CONTAINER, 0)
             if found and matched and self._enricher is not None:
                 ctx = self_context(self.boot_offset)
                 self._enricher.inject(existing_events(found, ctx, matched, runtime.version), found)
         if self.tree is not None:
-            self.tree.seed(cgroup_ids=cgroupfs.walk(root) if root else None)
+            self.tree.seed(cgroup_ids=cgroups)
 
     def tick(self) -> None:
         now = time.monotonic()
