@@ -173,8 +173,12 @@ def docker(*args: str, socket: str = SOCKET, check: bool = True, timeout: float 
 
 def ensure_image(socket: str = SOCKET, image: str = IMAGE) -> None:
     """Make `image` exist: a rootfs of the host's static busybox and a few applet
-    links, imported with `docker import` (no registry, no network)."""
-    if docker("image", "inspect", image, socket=socket, check=False).returncode == 0:
+    links, imported with `docker import` (no registry, no network). The applet list is
+    the image's comment (a label would show up in every container's labels): an image
+    left by an older list is imported again, not reused."""
+    comment = "pytracee test applets: " + ",".join(BUSYBOX_APPLETS)
+    have = docker("image", "inspect", "--format", "{{.Comment}}", image, socket=socket, check=False)
+    if have.returncode == 0 and have.stdout.strip() == comment:
         return
     busybox = next((p for p in BUSYBOX_PATHS if os.access(p, os.X_OK)), None)
     if busybox is None:
@@ -188,7 +192,8 @@ def ensure_image(socket: str = SOCKET, image: str = IMAGE) -> None:
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         assert tar.stdout is not None
         try:
-            docker("import", "-", image, socket=socket, stdin=tar.stdout.fileno())
+            docker("import", "--message", comment, "-", image, socket=socket,
+                   stdin=tar.stdout.fileno())
         finally:
             tar.stdout.close()
             if tar.wait() != 0:
