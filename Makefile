@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
-APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool docker.io busybox-static debootstrap
+APT_PACKAGES := clang llvm libbpf-dev libbpf1 bpftool docker.io busybox-static debootstrap iproute2 iputils-ping tshark
 BPF_OBJ := src/pytracee/bpf/pytracee.bpf.o
 BPF_SRC := $(wildcard bpf/*.bpf.c bpf/common/*.h)
 ARGS ?=

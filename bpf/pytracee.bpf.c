@@ -129,6 +129,7 @@ struct {
 #define INTEREST_ENTER 1    /* the active set(s) want the call, its exec or raw sys_enter */
 #define INTEREST_EXIT 2     /* some set since start saved calls of it at sys_enter */
 #define INTEREST_RAW_EXIT 4 /* the raw sys_exit event is selected */
+#define INTEREST_SOCK 8     /* network events are selected: record who owns the socket */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, MAX_EVENT_ID);
@@ -460,6 +461,27 @@ __noinline int emit_derived(struct derived_call *dc)
     return 0;
 }
 
+#include "common/net.h"
+
+#define NR_SOCKET 41
+#define NR_CONNECT 42
+#define NR_ACCEPT 43
+#define NR_ACCEPT4 288
+
+/* socket, accept, accept4, connect, bind, listen: the caller owns the socket. */
+static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version, long id,
+                                            struct pt_regs *regs, long ret)
+{
+    if (ret < 0 && id != NR_CONNECT) /* a non-blocking connect returns -EINPROGRESS */
+        return;
+    __u64 policies = event_policies(version, EVENT_NET_PACKET_BASE);
+    if (!policies)
+        return;
+    __s64 fd = (id == NR_SOCKET || id == NR_ACCEPT || id == NR_ACCEPT4) ? ret
+                                                                      : BPF_CORE_READ(regs, di);
+    track_socket(t, fd, version, scope_match(version, policies));
+}
+
 SEC("raw_tracepoint/sys_exit")
 int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -469,13 +491,15 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     __u32 key = id;
     __u8 *interest = bpf_map_lookup_elem(&syscall_interest, &key);
-    if (!interest || !(*interest & (INTEREST_EXIT | INTEREST_RAW_EXIT)))
+    if (!interest || !(*interest & (INTEREST_EXIT | INTEREST_RAW_EXIT | INTEREST_SOCK)))
         return 0;
     __u8 wants = *interest;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     __u32 version = active_version();
     if (wants & INTEREST_RAW_EXIT)
         emit_raw_syscall(t, version, EVENT_SYS_EXIT, id);
+    if (wants & INTEREST_SOCK)
+        sock_owner_exit(t, version, id, regs, ctx->args[1]);
 
     /* Only syscalls some set since start saved calls of go on to the per-thread
      * hash lookup: the call may have entered under an older set. */

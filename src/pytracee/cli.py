@@ -142,6 +142,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     http: Any = None
     streams: list[Stream] = []
     arts: Capture | None = None
+    network: Any = None
     try:
         boot = boot_offset_ns()
         enrich = Enrichment(opts, tracer, boot)
@@ -168,10 +169,13 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         if capture_opts.enabled or out.exec_hash is not None:
             arts = Capture(capture_opts, out.exec_hash)
             arts.prepare(runtime)
+        network = network_stage(capture_opts, opts.dns_max_entries,
+                                lambda v: pipeline.event_bits(v))
         tracer.load(runtime, exec_env=exec_env, signals=enrich.signals(),
-                    capture_write=capture_opts.write)
+                    capture_write=capture_opts.write, net_snaplen=net_snaplen(capture_opts))
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
-                            enrich.enricher(lambda v: pipeline.event_bits(v)), engine, arts)
+                            enrich.enricher(lambda v: pipeline.event_bits(v)), engine, arts,
+                            network)
         pipeline.sinks.extend(streams or [NoneSink()])
         enrich.start(runtime)
         if server_opts is not None:
@@ -201,8 +205,36 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
             enrich.stop()
         if arts is not None:
             arts.close()  # no-op when the pipeline closed it
+        if network is not None:
+            network.close()
         tracer.close()
     return 0
+
+
+def net_snaplen(capture: Any) -> int:
+    """Bytes of each packet the kernel sends: enough for the network events' parsers
+    (DNS messages, HTTP heads), more when the pcap capture keeps more payload."""
+    from pytracee.ebpf.tracer import DEFAULT_NET_SNAPLEN, MAX_NET_SNAPLEN
+
+    if not capture.network:
+        return DEFAULT_NET_SNAPLEN
+    if capture.pcap_snaplen is None:
+        return MAX_NET_SNAPLEN
+    return max(DEFAULT_NET_SNAPLEN, 120 + capture.pcap_snaplen)  # IPv6 + TCP options: <= 120
+
+
+def network_stage(capture: Any, dns_max_entries: int,
+                  event_bits: Callable[[int], Any]) -> Any:
+    """The network stage (derive/network.py), with pcap files when --capture network."""
+    import os
+
+    from pytracee.derive.network import NetworkStage
+    from pytracee.net.dnscache import DnsCache
+    from pytracee.net.pcap import PcapSet
+
+    pcap = (PcapSet(os.path.join(capture.dir, "pcap"), capture.pcap_split, capture.pcap_snaplen)
+            if capture.network else None)
+    return NetworkStage(event_bits, DnsCache(dns_max_entries), pcap)
 
 
 def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequence[str],

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pytracee.capture.stage import Capture
+from pytracee.derive.network import NetworkStage
 from pytracee.detect.engine import Engine
 from pytracee.ebpf.tracer import Tracer
 from pytracee.enrich.enricher import Enricher
 from pytracee.events import wire
-from pytracee.events.definitions import SIGNATURE_EVENTS_START
+from pytracee.events.definitions import NET_PACKET_BASE, NET_TCP_CONNECT, SIGNATURE_EVENTS_START
 from pytracee.events.decoder import Decoder
 from pytracee.events.event import Event
 from pytracee.policy.runtime import PolicyRuntime
@@ -49,11 +50,16 @@ class Pipeline:
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
                  sinks: Sequence[Sink], enricher: Enricher | None = None,
-                 engine: Engine | None = None, capture: Capture | None = None) -> None:
+                 engine: Engine | None = None, capture: Capture | None = None,
+                 network: NetworkStage | None = None) -> None:
         self.tracer = tracer
         self.enricher = enricher
         self.engine = engine
         self.capture = capture  # artifacts (--capture) and exec hashes; its inputs in `runtime` already
+        self.network = network  # packets -> network events, pcap; net_tcp_connect
+        # Once a policy set made the kernel send packets (or connects for net_tcp_connect),
+        # every batch goes through the network stage: events of that set may still be in flight.
+        self._net_on = False
         self.decoder = decoder
         self.runtime = runtime
         self.runtimes: dict[int, PolicyRuntime] = {runtime.version: runtime}
@@ -63,7 +69,13 @@ class Pipeline:
         self._warned: set[int] = set()
         self._flushed = time.monotonic()
         self._urgent = False  # set when a detection is delivered: flush at once
+        self._note_network(runtime)
         self.handle_batch = self._make_handler()
+
+    def _note_network(self, runtime: PolicyRuntime) -> None:
+        if self.network is not None and not self._net_on and (
+                runtime.kernel_bits.get(NET_PACKET_BASE) or runtime.event_bits.get(NET_TCP_CONNECT)):
+            self._net_on = True
 
     def event_bits(self, version: int) -> dict[int, int] | None:
         """What each event's policies are in policy set `version` (None once forgotten)."""
@@ -84,6 +96,7 @@ class Pipeline:
         self.runtime = runtime
         for old in sorted(self.runtimes)[:-self.KEEP_VERSIONS]:
             del self.runtimes[old]
+        self._note_network(runtime)
 
     def _make_handler(self) -> Callable[[list[memoryview]], None]:
         """The per-batch function, with what it touches bound to locals."""
@@ -115,6 +128,9 @@ class Pipeline:
         delivered = counts.delivered
         if events:
             try:
+                if self._net_on:  # here, not in handle_batch: events the enricher held come back here
+                    assert self.network is not None
+                    events = self.network.process(events)
                 if self.capture is not None:
                     # Artifacts; events the kernel sent only for them stop here (not "filtered").
                     events = self.capture.process(events, runtimes)
@@ -253,8 +269,10 @@ class Pipeline:
 
     def lost(self) -> dict[str, int]:
         """Kernel-side losses by reason, over the events any policy set selected."""
-        ids = {eid for rt in self.runtimes.values() for eid in (*rt.event_bits, *rt.capture_only)
-               if eid < wire.MAX_EVENT_ID}  # the kernel counts only what it emits
+        # What the kernel emits for any set (bases of derived events and capture inputs
+        # included); it counts only those.
+        ids = {eid for rt in self.runtimes.values() for eid in rt.kernel_bits
+               if eid < wire.MAX_EVENT_ID}
         stats = self.tracer.stats(ids)
         out = {}
         for kind, name in wire.STAT_NAMES.items():

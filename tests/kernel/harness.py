@@ -7,10 +7,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytracee.cli import policy_runtime
+from pytracee.capture.options import CaptureOptions
+from pytracee.cli import net_snaplen, network_stage, policy_runtime
 from pytracee.ebpf.tracer import Tracer, boot_offset_ns
 from pytracee.events.decoder import Decoder
-from pytracee.events.definitions import EVENTS
+from pytracee.events.definitions import EVENTS, NET_PACKET_BASE
 from pytracee.events.event import Event
 from pytracee.pipeline import Pipeline
 
@@ -36,12 +37,18 @@ class Session:
 
     def __init__(self, events: Sequence[str] = (), scope: Sequence[str] = (), *,
                  policies: Sequence[str | Path] = (), ring_bytes: int = 16 << 20,
-                 exec_env: bool = False) -> None:
+                 exec_env: bool = False, capture: CaptureOptions | None = None) -> None:
+        """`capture`: only its network part is used here (pcap files)."""
         runtime = policy_runtime(0, [str(p) for p in policies], events, scope)
+        capture = capture or CaptureOptions()
+        if capture.network:
+            runtime.add_capture_inputs([NET_PACKET_BASE])
         self.tracer = Tracer(ring_bytes=ring_bytes)
-        self.tracer.load(runtime, exec_env=exec_env)
+        self.network = network_stage(capture, 5000, lambda v: self.pipeline.event_bits(v))
+        self.tracer.load(runtime, exec_env=exec_env, net_snaplen=net_snaplen(capture))
         self.sink = Collect()
-        self.pipeline = Pipeline(self.tracer, Decoder(EVENTS, boot_offset_ns()), runtime, [self.sink])
+        self.pipeline = Pipeline(self.tracer, Decoder(EVENTS, boot_offset_ns()), runtime, [self.sink],
+                                 network=self.network)
 
     def drain(self, quiet_ms: int = 200, timeout: float = 10.0) -> list[Event]:
         """Read until nothing arrives for quiet_ms."""
@@ -52,6 +59,7 @@ class Session:
         return self.sink.events
 
     def close(self) -> None:
+        self.network.close()
         self.tracer.close()
 
     def __enter__(self) -> Session:

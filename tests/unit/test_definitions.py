@@ -14,6 +14,7 @@ from pytracee.events.definitions import (
     BY_NAME,
     EVENTS,
     all_sets,
+    dependencies,
     events_in_set,
     lookup,
 )
@@ -143,9 +144,10 @@ def test_kernel_event_ids() -> None:
         "exit_code", "signal_code", "process_group_exit",
     ]
     assert len(lookup("sched_process_fork").args) == 20
-    # The only internal event: what --capture write reads (bpf/common/capture.h).
-    assert [ev.name for ev in EVENTS.values() if ev.internal] == ["capture_file_write"]
-    assert lookup("capture_file_write").id == 1001
+    # The internal events: what --capture write reads (bpf/common/capture.h), and the
+    # packets network events are derived from (bpf/common/net.h, Tracee's base id 700).
+    assert sorted((ev.id, ev.name) for ev in EVENTS.values() if ev.internal) == [
+        (700, "net_packet_base"), (1001, "capture_file_write")]
 
 
 # --- table-wide invariants --------------------------------------------------------------
@@ -229,7 +231,22 @@ def test_default_set_follows_tracee() -> None:
         "security_socket_connect", "security_socket_accept", "security_socket_bind",
         "security_sb_mount", "security_sb_umount", "security_inode_unlink",
         "container_create", "container_remove",
+        "net_packet_icmp", "net_packet_icmpv6", "net_packet_dns_request",
+        "net_packet_dns_response", "net_packet_http_request", "net_packet_http_response",
+        "net_tcp_connect",
     }
+
+
+def test_network_event_ids_follow_tracee() -> None:
+    # tracee-compat.md §2.3: 2000 net_packet_ipv4 ... 2013 net_flow_tcp_end, 2015 net_tcp_connect.
+    names = ["net_packet_ipv4", "net_packet_ipv6", "net_packet_tcp", "net_packet_udp",
+             "net_packet_icmp", "net_packet_icmpv6", "net_packet_dns", "net_packet_dns_request",
+             "net_packet_dns_response", "net_packet_http", "net_packet_http_request",
+             "net_packet_http_response", "net_flow_tcp_begin", "net_flow_tcp_end"]
+    assert [lookup(n).id for n in names] == list(range(2000, 2014))
+    assert lookup("net_tcp_connect").id == 2015
+    assert all(dependencies(lookup(n).id) == {700} for n in names)
+    assert dependencies(2015) == {lookup("security_socket_connect").id}
 
 
 # --- agreement with the BPF header -----------------------------------------------------

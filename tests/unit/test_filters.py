@@ -553,7 +553,7 @@ def test_event_scope_structure(expr: str, expected: list[tuple[str, object]]) ->
     (["openat.data="], "expected openat.data.<field><op><value>", "openat.data="),
     ([".data.x=1"], "expected <event>.data.<field>", ".data.x=1"),
     (["openat..x=1"], "expected <event>.data.<field>", "openat..x=1"),
-    (["openat.data.a.b=1"], "expected <event>.data.<field>", "openat.data.a.b=1"),
+    (["openat.data.a.b=1"], "event 'openat' has no data field 'a'", "openat.data.a.b=1"),
     (["openat.foo.x=1"], "unknown filter kind 'foo'", "openat.foo.x=1"),
     (["openat.data.pathname"], "needs an operator and a value", "openat.data.pathname"),
     (["openat.retval"], "retval needs an operator and a value", "openat.retval"),

@@ -5,10 +5,14 @@
     --capture write=/tmp/*         ... only under these path prefixes (up to 3, '*' at the end,
                                    at most 250 bytes: the kernel filters on them)
     --capture mem                  memory regions that became executable (mem_prot_alert)
+    --capture network              packets of traced processes into pcap files (out/pcap/)
+    --capture pcap:single|process|container|command   how the pcap files are split
+    --capture pcap-snaplen:default|headers|max|256b|2kb   bytes kept of each packet
     --capture dir:/path            output directory (default /tmp/pytracee/out)
     --capture clear-dir            empty the output directory first
 
     --artifacts executable | file-write | file-write.filters=path=/tmp/* | memory-regions
+                | network | network.pcap.split=... | network.pcap.snaplen=...
                 | dir.path=/path | dir.clear
 
 A leading `artifact:` is accepted (Tracee's legacy spelling), so is a comma list in one value.
@@ -26,9 +30,15 @@ DEFAULT_DIR = "/tmp/pytracee/out"
 MAX_WRITE_PREFIXES = 3  # as Tracee
 MAX_PREFIX_LEN = 250    # bytes: the kernel's pathname filter keys (Tracee allows 50)
 _UNSUPPORTED = frozenset({
-    "read", "module", "bpf", "network", "net", "pcap", "profile",                 # --capture
+    "read", "module", "bpf", "profile",                                           # --capture
     "file-read", "kernel-modules", "bpf-programs",                                # --artifacts
 })
+PCAP_SPLITS = ("single", "process", "container", "command")
+# Tracee's snaplen words, in payload bytes kept past the IP and transport headers:
+# "headers" keeps none, "max" all the kernel sends (None; bpf: NET_SNAP_MAX = 4096
+# bytes of each packet, headers included).
+SNAPLEN_DEFAULT, SNAPLEN_HEADERS, SNAPLEN_MAX = 96, 0, None
+MAX_SNAPLEN_BYTES = 4096
 
 
 @dataclass
@@ -37,13 +47,46 @@ class CaptureOptions:
     write: bool = False
     write_prefixes: list[str] = field(default_factory=list)
     mem: bool = False
+    network: bool = False
+    pcap_split: str = "single"
+    pcap_snaplen: int | None = SNAPLEN_DEFAULT  # payload bytes kept; None: all
     dir: str = DEFAULT_DIR
     clear_dir: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.exec or self.write or self.mem
+        return self.exec or self.write or self.mem or self.network
 
+
+def _split(value: str, token: str, opts: CaptureOptions) -> None:
+    if value not in PCAP_SPLITS:
+        raise UsageError(f"unknown pcap split {value!r} (expected {', '.join(PCAP_SPLITS)})",
+                         token=token)
+    opts.pcap_split = value  # one layout: the last one given wins
+    opts.network = True
+
+
+def _pcap_options(value: str, token: str, opts: CaptureOptions) -> None:
+    if value != "none":
+        raise UsageError(f"pcap options {value!r} are not supported: pytracee captures every "
+                         "packet of the traced processes (none)", token=token)
+    opts.network = True
+
+
+def _snaplen(value: str, token: str, opts: CaptureOptions) -> None:
+    words: dict[str, int | None] = {"default": SNAPLEN_DEFAULT, "headers": SNAPLEN_HEADERS,
+                                    "max": SNAPLEN_MAX}
+    if value in words:
+        opts.pcap_snaplen = words[value]
+    else:
+        low = value.lower()
+        scale, digits = (1024, low[:-2]) if low.endswith("kb") else (1, low[:-1]) \
+            if low.endswith("b") else (0, "")
+        if not digits.isdigit() or not 0 < int(digits) * scale <= MAX_SNAPLEN_BYTES:
+            raise UsageError(f"a pcap snaplen is default, headers, max or a size from 1b to "
+                             f"{MAX_SNAPLEN_BYTES // 1024}kb (e.g. 256b, 1kb)", token=token)
+        opts.pcap_snaplen = int(digits) * scale
+    opts.network = True
 
 def _prefix(value: str, token: str, opts: CaptureOptions) -> None:
     if not value.endswith("*") or len(value) < 2:
@@ -83,9 +126,18 @@ def _legacy(item: str, opts: CaptureOptions) -> None:
         opts.write = True
     elif body.startswith("write="):
         _prefix(body[6:], item, opts)
+    elif body in ("network", "net"):
+        opts.network = True
+    elif body.startswith("pcap:"):
+        _split(body[5:], item, opts)
+    elif body.startswith("pcap-snaplen:"):
+        _snaplen(body[13:], item, opts)
+    elif body.startswith("pcap-options:"):
+        _pcap_options(body[13:], item, opts)
     else:
         _unknown(body.split("=", 1)[0].split(":", 1)[0], item,
-                 "exec, write, write=/prefix*, mem, dir:/path, clear-dir")
+                 "exec, write, write=/prefix*, mem, network, pcap:SPLIT, pcap-snaplen:N, "
+                 "dir:/path, clear-dir")
 
 
 def _artifact(item: str, opts: CaptureOptions) -> None:
@@ -106,9 +158,18 @@ def _artifact(item: str, opts: CaptureOptions) -> None:
             raise UsageError("pytracee filters captured writes by path only "
                              "(file-write.filters=path=/prefix*)", token=item)
         _prefix(flt[5:], item, opts)
+    elif item == "network":
+        opts.network = True
+    elif item.startswith("network.pcap.split="):
+        _split(item[len("network.pcap.split="):], item, opts)
+    elif item.startswith("network.pcap.snaplen="):
+        _snaplen(item[len("network.pcap.snaplen="):], item, opts)
+    elif item.startswith("network.pcap.options="):
+        _pcap_options(item[len("network.pcap.options="):], item, opts)
     else:
         _unknown(item.split("=", 1)[0].split(".", 1)[0], item,
                  "executable, file-write, file-write.filters=path=/prefix*, memory-regions, "
+                 "network, network.pcap.split=SPLIT, network.pcap.snaplen=N, "
                  "dir.path=/path, dir.clear")
 
 

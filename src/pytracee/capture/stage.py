@@ -96,11 +96,13 @@ class Capture:
         except OSError as exc:
             raise UsageError(f"cannot use capture directory {opts.dir}: {exc.strerror or exc}",
                              token=opts.dir) from None
-        # What the kernel must send for every policy; what this stage looks at.
+        # What the kernel must send for every policy; what this stage looks at (packets
+        # go to pcap files in the network stage, derive/network.py, before this one).
         self.kernel_inputs = frozenset(
-            eid for eid, on in ((EXEC, opts.exec), (MEM_PROT_ALERT, opts.mem), (WRITE, opts.write))
+            eid for eid, on in ((EXEC, opts.exec), (MEM_PROT_ALERT, opts.mem), (WRITE, opts.write),
+                                (d.NET_PACKET_BASE, opts.network))
             if on)
-        self.inputs = self.kernel_inputs | ({EXEC} if self.exec_hash else set())
+        self.inputs = (self.kernel_inputs - {d.NET_PACKET_BASE}) | ({EXEC} if self.exec_hash else set())
         self._prefixes = tuple(opts.write_prefixes)
         self.counts = StageCounts()
         self._captured: dict[tuple[int, int, int], None] = {}  # executables copied or in the queue

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from pytracee.ebpf.libbpf import BpfError, BpfObject, num_possible_cpus
+from pytracee.ebpf.libbpf import BpfError, BpfObject, Link, num_possible_cpus
+from pytracee.enrich.cgroupfs import v2_mount
 from pytracee.ebpf.ringbuf import RingReader
 from pytracee.errors import EnvironmentProblem
 from pytracee.events import wire
@@ -19,6 +20,7 @@ from pytracee.events.definitions import (
     CAPTURE_WRITE_SYSCALLS,
     DERIVED_FROM_SYSCALL,
     EVENTS,
+    NET_PACKET_BASE,
     SCHED_PROCESS_EXEC,
     SYS_ENTER,
     SYS_EXIT,
@@ -82,13 +84,20 @@ SIGNAL_CONTAINERS = 2  # cgroup mkdir, rmdir
 
 
 # bpf: syscall_interest bits
-INTEREST_ENTER, INTEREST_EXIT, INTEREST_RAW_EXIT = 1, 2, 4
+INTEREST_ENTER, INTEREST_EXIT, INTEREST_RAW_EXIT, INTEREST_SOCK = 1, 2, 4, 8
 _SYSCALL_IDS = frozenset(d.id for d in EVENTS.values() if d.syscall and d.id < wire.MAX_EVENT_ID)
+# The calls after which the caller owns a socket (bpf: sock_owner_exit).
+SOCKET_OWNER_SYSCALLS = frozenset(BY_NAME[n].id for n in
+                                  ("socket", "accept", "accept4", "connect", "bind", "listen"))
+NET_PROGRAMS = ("net_ingress", "net_egress")
+DEFAULT_NET_SNAPLEN = 1024  # DNS messages and HTTP heads fit
+MAX_NET_SNAPLEN = 4096  # bpf: NET_SNAP_MAX
 
 
 def syscall_interest(bits: dict[int, int]) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
     """For a policy set's kernel event bits: the syscalls sys_enter must handle, those
-    whose calls it saves for sys_exit, and those whose raw sys_exit event is wanted."""
+    whose calls it saves for sys_exit, and those whose raw sys_exit event is wanted.
+    (Network events add INTEREST_SOCK on SOCKET_OWNER_SYSCALLS; see Tracer.apply.)"""
     wanted = {nr for nr in _SYSCALL_IDS if bits.get(nr)}
     wanted |= {nr for nr, derived in DERIVED_FROM_SYSCALL.items() if bits.get(derived)}
     if bits.get(CAPTURE_FILE_WRITE):
@@ -116,14 +125,18 @@ class Tracer:
         self._enter: frozenset[int] = frozenset()
         self._raw_exit: frozenset[int] = frozenset()
         self._exits: set[int] = set()
+        self._sock = False  # INTEREST_SOCK is on: network events are selected
         self._interest: dict[int, int] = {}
+        self._net_links: list[Link] = []
+        self._attached = False
 
     def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0,
-             capture_write: bool = False) -> None:
+             capture_write: bool = False, net_snaplen: int = DEFAULT_NET_SNAPLEN) -> None:
         """Load, write the first policy set, attach. `signals` (SIGNAL_*): state events
         the kernel sends whatever the policies select (process tree, containers).
         `capture_write`: compile in capture_file_write (--capture write); off, the
-        verifier drops that code and write syscalls cost what they did without it."""
+        verifier drops that code and write syscalls cost what they did without it.
+        `net_snaplen`: bytes of each packet the kernel sends (network events, pcap)."""
         check_environment()
         try:
             obj = BpfObject.open(bpf_object_path())
@@ -134,6 +147,8 @@ class Tracer:
         runtime.exec_env = runtime.exec_env or exec_env
         obj.set_global(".rodata", "cfg_signals", signals.to_bytes(4, "little"))
         obj.set_global(".rodata", "cfg_capture_write", int(capture_write).to_bytes(4, "little"))
+        snap = max(1, min(net_snaplen, MAX_NET_SNAPLEN))
+        obj.set_global(".rodata", "cfg_net_snaplen", snap.to_bytes(4, "little"))
         try:
             obj.load()
         except BpfError as exc:
@@ -146,9 +161,12 @@ class Tracer:
                              wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter),
                                                    int(d.id in _CAPTURE_WRITE_IDS),
                                                    DERIVED_FROM_SYSCALL.get(d.id, 0)))
-        self.apply(runtime)
+        self.apply(runtime)  # before attaching: no event is decided on half-written maps
         for prog, tp in PROGRAMS:
             obj.program(prog).attach_raw_tracepoint(tp)
+        self._attached = True
+        if self._sock:
+            self._attach_net()
         self.reader = RingReader(obj.map("events").fd, self.ring_bytes)
 
     def set_container(self, cgroup_id: int, state: int | None) -> None:
@@ -179,6 +197,8 @@ class Tracer:
         # new set's (calls saved under any set are still looked for at sys_exit).
         enter, exit_, raw_exit = syscall_interest(runtime.kernel_bits)
         self._exits |= exit_
+        sock = bool(runtime.kernel_bits.get(NET_PACKET_BASE))
+        self._sock |= sock
         self._write_interest(self._enter | enter, self._raw_exit | raw_exit)
         comm = self.obj.map("scope_comm")
         for key in [k for k in comm.keys() if COMM_KEY.unpack(k)[0] == slot]:
@@ -214,14 +234,38 @@ class Tracer:
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))
         self._enter, self._raw_exit = enter, raw_exit
+        self._sock = sock
         self._write_interest(enter, raw_exit)
+        if sock and self._attached:
+            self._attach_net()
+
+    def _attach_net(self) -> None:
+        """cgroup_skb ingress and egress on the cgroup v2 root, once: attached only
+        when a policy set first selects network events (until then packets cost
+        nothing); later sets that do not select them make the programs return at once."""
+        assert self.obj is not None
+        if self._net_links:
+            return
+        root = v2_mount()
+        if root is None:
+            raise EnvironmentProblem("network events need the cgroup v2 hierarchy, and none is "
+                                     "mounted (see /proc/self/mountinfo)")
+        try:
+            for prog in NET_PROGRAMS:
+                self._net_links.append(self.obj.program(prog).attach_cgroup(root))
+        except BpfError as exc:
+            for link in self._net_links:
+                link.destroy()
+            self._net_links.clear()
+            raise EnvironmentProblem(f"cannot attach the network programs to {root}: {exc}") from exc
 
     def _write_interest(self, enter: frozenset[int], raw_exit: frozenset[int]) -> None:
         assert self.obj is not None
         m = self.obj.map("syscall_interest")
+        sock = SOCKET_OWNER_SYSCALLS if self._sock else frozenset()
         for nr in range(wire.MAX_EVENT_ID):
             bits = ((INTEREST_ENTER if nr in enter else 0) | (INTEREST_EXIT if nr in self._exits else 0)
-                    | (INTEREST_RAW_EXIT if nr in raw_exit else 0))
+                    | (INTEREST_RAW_EXIT if nr in raw_exit else 0) | (INTEREST_SOCK if nr in sock else 0))
             if bits != self._interest.get(nr, 0):
                 m.update(nr.to_bytes(4, "little"), bytes((bits,)))
                 self._interest[nr] = bits
@@ -265,6 +309,9 @@ class Tracer:
         return out
 
     def close(self) -> None:
+        for link in self._net_links:
+            link.destroy()
+        self._net_links.clear()
         if self.reader is not None:
             self.reader.close()
             self.reader = None

@@ -4,6 +4,7 @@
     --stores process.max-processes=N       its bound (default 10000)
     --stores process.exited-ttl=SECONDS    how long exited processes stay (default 10)
     --stores none                          no process tree
+    --stores dns.max-entries=N             the DNS cache's bound (default 5000)
     -E container                           container enrichment (on by default)
     -E container.docker.socket=PATH        also .podman.socket, .crio.socket
     -E container.wait=MS                   how long events wait for runtime data (default 2000)
@@ -27,6 +28,7 @@ class EnrichOptions:
     containers: bool = True
     sockets: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SOCKETS))
     wait_s: float = 2.0
+    dns_max_entries: int = 5000
 
 
 def _number(raw: str, value: str, kind: type, low: float) -> float:
@@ -51,9 +53,14 @@ def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> En
             opts.max_processes = int(_number(raw, value, int, 1))
         elif key == "process.exited-ttl" and eq:
             opts.exited_ttl_s = _number(raw, value, float, 0)
+        elif key == "dns" and not eq:
+            pass  # the DNS cache is always on when network events need it
+        elif key == "dns.max-entries" and eq:
+            opts.dns_max_entries = int(_number(raw, value, int, 1))
         else:
             raise UsageError("unknown store option (expected process, process.max-processes=N, "
-                             "process.exited-ttl=SECONDS or none)", token=raw)
+                             "process.exited-ttl=SECONDS, dns, dns.max-entries=N or none)",
+                             token=raw)
     for raw in enrichment:
         key, eq, value = raw.partition("=")
         parts = key.split(".")

@@ -43,9 +43,17 @@ CAPTURE_WRITE_SYSCALLS = ("write", "pwrite64", "writev", "pwritev", "pwritev2")
 MODULE_LOAD = 2110
 HOOKED_PROC_FOPS = 2111
 NOT_ON_THIS_KERNEL = frozenset({HOOKED_SYSCALL, MODULE_LOAD, HOOKED_PROC_FOPS})
+# Network: cgroup_skb sends every packet as NET_PACKET_BASE (internal, bpf/common/net.h);
+# user space derives Tracee's packet and flow events from it (src/pytracee/net/).
+NET_PACKET_BASE = 700
+NET_EVENTS_START, NET_EVENTS_END = 2000, 2013  # net_packet_ipv4 .. net_flow_tcp_end
+NET_TCP_CONNECT = 2015
+SECURITY_SOCKET_CONNECT = 736
 # Derived event -> the kernel event it is made from: selecting the first makes
 # the kernel emit the second (for the same policies).
-DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR}
+DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR,
+                NET_TCP_CONNECT: SECURITY_SOCKET_CONNECT,
+                **{eid: NET_PACKET_BASE for eid in range(NET_EVENTS_START, NET_EVENTS_END + 1)}}
 # Event -> the events it is made from (derived events, signatures).
 DEPENDS_ON: dict[int, tuple[int, ...]] = {k: (v,) for k, v in DERIVED_FROM.items()}
 
@@ -234,6 +242,44 @@ _USER_EVENTS = (
            "string name; string version; string src_version; string pathname; uint32 dev; "
            "uint64 inode; uint64 ctime"),
     _event(HOOKED_PROC_FOPS, "hooked_proc_fops", (), "[]trace.HookedSymbolData hooked_fops_pointers"),
+    # Network events (Tracee's ids 2000-2013), derived from net_packet_base.
+    _event(2000, "net_packet_ipv4", ("network_events",),
+           "string src; string dst; trace.PacketMetadata metadata; trace.ProtoIPv4 proto_ipv4"),
+    _event(2001, "net_packet_ipv6", ("network_events",),
+           "string src; string dst; trace.PacketMetadata metadata; trace.ProtoIPv6 proto_ipv6"),
+    _event(2002, "net_packet_tcp", ("network_events",),
+           "string src; string dst; uint16 src_port; uint16 dst_port; "
+           "trace.PacketMetadata metadata; trace.ProtoTCP proto_tcp"),
+    _event(2003, "net_packet_udp", ("network_events",),
+           "string src; string dst; uint16 src_port; uint16 dst_port; "
+           "trace.PacketMetadata metadata; trace.ProtoUDP proto_udp"),
+    _event(2004, "net_packet_icmp", ("default", "network_events"),
+           "string src; string dst; trace.PacketMetadata metadata; trace.ProtoICMP proto_icmp"),
+    _event(2005, "net_packet_icmpv6", ("default", "network_events"),
+           "string src; string dst; trace.PacketMetadata metadata; "
+           "trace.ProtoICMPv6 proto_icmpv6"),
+    _event(2006, "net_packet_dns", ("network_events",),
+           "string src; string dst; uint16 src_port; uint16 dst_port; "
+           "trace.PacketMetadata metadata; trace.ProtoDNS proto_dns"),
+    _event(2007, "net_packet_dns_request", ("default", "network_events"),
+           "trace.PktMeta metadata; []trace.DnsQueryData dns_questions"),
+    _event(2008, "net_packet_dns_response", ("default", "network_events"),
+           "trace.PktMeta metadata; []trace.DnsResponseData dns_response"),
+    _event(2009, "net_packet_http", ("network_events",),
+           "trace.PacketMetadata metadata; trace.ProtoHTTP proto_http"),
+    _event(2010, "net_packet_http_request", ("default", "network_events"),
+           "trace.PktMeta metadata; trace.ProtoHTTPRequest http_request"),
+    _event(2011, "net_packet_http_response", ("default", "network_events"),
+           "trace.PktMeta metadata; trace.ProtoHTTPResponse http_response"),
+    _event(2012, "net_flow_tcp_begin", ("network_events", "flows"),
+           "string conn_direction; string src; string dst; uint16 src_port; uint16 dst_port; "
+           "[]string src_dns; []string dst_dns"),
+    _event(2013, "net_flow_tcp_end", ("network_events", "flows"),
+           "string conn_direction; string src; string dst; uint16 src_port; uint16 dst_port; "
+           "[]string src_dns; []string dst_dns"),
+    # A TCP connect (from security_socket_connect), with the names the DNS cache knows.
+    _event(NET_TCP_CONNECT, "net_tcp_connect", ("default", "flows"),
+           "string dst; int32 dst_port; []string dst_dns"),
     # Every policy reload, applied or refused, so the output records what was active when.
     _event(POLICY_RELOAD, "policy_reload", ("pytracee",),
            "bool success; int32 version; []string policies; string error"),
@@ -247,6 +293,10 @@ _INTERNAL_EVENTS = (
     replace(_event(CAPTURE_FILE_WRITE, "capture_file_write", (),
                    "uint32 dev; uint64 inode; string pathname; int64 offset; []byte bytes; "
                    "uint64 truncated"), internal=True),
+    # A packet seen by cgroup_skb, with its owner's context (bpf/common/net.h): 1 when
+    # it came in; its full length; its first bytes from the L3 header on.
+    replace(_event(NET_PACKET_BASE, "net_packet_base", ("network_events",),
+                   "int32 ingress; uint32 length; []byte data"), internal=True),
 )
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeAlias
 
 from pytracee.errors import UsageError
+from pytracee.events.structs import STRUCT_FIELDS
 
 __all__ = [
     "ArgInfo", "EventInfo", "EventRegistry",
@@ -765,7 +766,7 @@ class DataFilter:
     to pass (no element is one of the excluded values).
     """
 
-    field: str
+    field: str  # the argument's name, or arg.sub.field inside a structured argument
     op: str
     values: tuple[object, ...]
     kind: ValueKind = "string"
@@ -773,12 +774,23 @@ class DataFilter:
     # `field` is an attribute name here, hence the qualified dataclasses.field.
     _test: Callable[[object], bool] = dataclasses.field(init=False, repr=False, compare=False)
 
+    @property
+    def arg(self) -> str:
+        return self.field.split(".", 1)[0]
+
     def __post_init__(self) -> None:
         one = _scalar_test(self.kind, self.op, self.values)
+        every = self.op == "!="
+        path = tuple(self.field.split(".")[1:])
+        if path:  # inside a struct (or a list of them): any leaf matches (every, for !=)
+            def t_path(v: object) -> bool:
+                leaves = _leaves(v, path)
+                return all(map(one, leaves)) if every else any(map(one, leaves))
+            object.__setattr__(self, "_test", t_path)
+            return
         if not self.many:
             object.__setattr__(self, "_test", one)
             return
-        every = self.op == "!="
 
         def t_list(v: object) -> bool:
             if not isinstance(v, (list, tuple)):
@@ -790,15 +802,47 @@ class DataFilter:
         return self._test(value)
 
 
-def _data_filter(expr: str, event: EventInfo, name: str, op: str, raw: str) -> DataFilter:
+def _leaves(v: object, path: tuple[str, ...]) -> list[object]:
+    """The values at `path` inside nested dicts, lists flattened on the way."""
+    level = [v]
+    for key in path:
+        nxt: list[object] = []
+        for item in level:
+            for x in item if isinstance(item, list) else (item,):
+                if isinstance(x, dict) and key in x:
+                    nxt.append(x[key])
+        level = [y for x in nxt for y in (x if isinstance(x, list) else (x,))]
+    return level
+
+
+def _field_type(expr: str, event: EventInfo, name: str) -> str:
+    """The Tracee type of a data field: an argument, or arg.sub... inside a structured one
+    (the structs' fields are in STRUCT_FIELDS)."""
     k = "filter"
     types = {a.name: a.type for a in event.args}
-    if name not in types:
+    arg, *path = name.split(".")
+    if arg not in types:
         known = ", ".join(types) or "none"
-        raise _fail(k, expr, f"event '{event.name}' has no data field '{name}' (fields: {known})")
-    ak = _arg_kind(types[name])
+        raise _fail(k, expr, f"event '{event.name}' has no data field '{arg}' (fields: {known})")
+    type_ = types[arg]
+    for i, sub in enumerate(path):
+        fields = STRUCT_FIELDS.get(type_.removeprefix("[]"))
+        where = ".".join([arg, *path[:i]])
+        if fields is None:
+            raise _fail(k, expr, f"data field '{where}' has type {type_}, which has no fields")
+        if sub not in fields:
+            raise _fail(k, expr, f"data field '{where}' has no field '{sub}' "
+                                 f"(fields: {', '.join(fields)})")
+        type_ = fields[sub]
+    return type_
+
+
+def _data_filter(expr: str, event: EventInfo, name: str, op: str, raw: str) -> DataFilter:
+    k = "filter"
+    type_ = _field_type(expr, event, name)
+    ak = _arg_kind(type_)
     if ak is None:
-        raise _fail(k, expr, f"data field '{name}' has type {types[name]}, which cannot be filtered")
+        raise _fail(k, expr, f"data field '{name}' has type {type_}, which cannot be filtered")
     kind, many = ak
     vals = _values(k, expr, raw)
     if kind == "string":
@@ -820,12 +864,12 @@ def _data_filter(expr: str, event: EventInfo, name: str, op: str, raw: str) -> D
         except ValueError:
             raise _fail(k, expr, f"data field '{name}' is a number; got '{raw}'") from None
         return DataFilter(name, op, tuple(nums), "float", many)
-    lo, hi = _INT_TYPES[types[name].removeprefix("[]")]
+    lo, hi = _INT_TYPES[type_.removeprefix("[]")]
     ints = []
     for v in vals:
         n = _parse_int(k, expr, v)
         if op in _EQ_OPS and not lo <= n <= hi:
-            raise _fail(k, expr, f"{n} is out of range for {types[name]}")
+            raise _fail(k, expr, f"{n} is out of range for {type_}")
         ints.append(n)
     return DataFilter(name, op, tuple(ints), "int", many)
 
@@ -924,7 +968,7 @@ class EventSelection:
         self.event_ids = frozenset(self.event_ids)
         plan: dict[int, _Check] = {}
         for eid in set(self.data_filters) | set(self.retval_filters) | set(self.scope_filters):
-            data = tuple((f.field, f.matches) for f in self.data_filters.get(eid, ()))
+            data = tuple((f.arg, f.matches) for f in self.data_filters.get(eid, ()))
             ret = self.retval_filters.get(eid)
             ctx = tuple((name, f.matches) for name, f in self.scope_filters.get(eid, ()))
             if data or ctx or (ret is not None and not ret.empty()):
@@ -1076,7 +1120,9 @@ class _EventsParser:
             self.added |= threat_events(expr)
             return
         parts = head.split(".")
-        if len(parts) < 2 or any(p == "" for p in parts) or len(parts) > 3:
+        if parts[1:2] in (["data"], ["args"]) and len(parts) > 3:
+            parts = [*parts[:2], ".".join(parts[2:])]  # a field inside a structured argument
+        if len(parts) < 2 or any(p == "" for p in head.split(".")) or len(parts) > 3:
             raise _fail(k, expr, "expected <event>.data.<field>, <event>.retval or "
                                  "<event>.scope.<field> followed by an operator and value")
         ev_name, what = parts[0], parts[1]

@@ -1,0 +1,121 @@
+"""Network events from the packets cgroup_skb sends (net_packet_base), and
+net_tcp_connect from security_socket_connect; the DNS cache; pcap capture.
+
+Runs after enrichment, so the derived events share their packet's task context
+(container included). net_packet_base never leaves this stage; a
+security_socket_connect sent only because net_tcp_connect needs it stops here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from pytracee.events import definitions as d
+from pytracee.events.event import Event
+from pytracee.net.decode import DecodeCounts, derive
+from pytracee.net.dnscache import DnsCache
+from pytracee.net.flows import FlowTable
+from pytracee.net.packet import Packet
+from pytracee.net.pcap import PcapSet
+
+NET_IDS = range(d.NET_EVENTS_START, d.NET_EVENTS_END + 1)
+_NAME_OF = {eid: d.EVENTS[eid].name for eid in NET_IDS}
+_ID_OF = {name: eid for eid, name in _NAME_OF.items()}
+# Events whose src_dns/dst_dns come from the cache: the cache is fed whenever they are wanted.
+_NEEDS_DNS = frozenset({d.BY_NAME["net_flow_tcp_begin"].id, d.BY_NAME["net_flow_tcp_end"].id,
+                        d.NET_TCP_CONNECT})
+SOCK_STREAM = 1
+_AF_INET = {"AF_INET", "AF_INET6"}
+
+
+class NetworkStage:
+    """Per batch: replace each net_packet_base by the network events its
+    policies select (and write it to the pcap files), add net_tcp_connect after
+    each TCP security_socket_connect whose policies select it."""
+
+    def __init__(self, event_bits: Callable[[int], Mapping[int, int] | None],
+                 dns: DnsCache | None = None, pcap: PcapSet | None = None) -> None:
+        self.event_bits = event_bits  # policy set version -> event id -> policy bits
+        self.dns = dns if dns is not None else DnsCache()
+        self.flows = FlowTable()
+        self.pcap = pcap
+        self.counts = DecodeCounts()
+        self.packets = 0  # net_packet_base records seen
+        self._wanted: dict[tuple[int, int], frozenset[str]] = {}  # (version, matched) -> names
+
+    def process(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        append = out.append
+        for ev in events:
+            eid = ev.event_id
+            if eid == d.NET_PACKET_BASE:
+                out.extend(self._packet(ev))
+            elif eid == d.SECURITY_SOCKET_CONNECT:
+                bits = self.event_bits(ev.version) or {}
+                wanted = ev.matched & bits.get(d.NET_TCP_CONNECT, 0)
+                ev.matched &= bits.get(eid, 0)
+                if ev.matched:
+                    append(ev)
+                if wanted:
+                    derived = self._tcp_connect(ev, wanted)
+                    if derived is not None:
+                        append(derived)
+            else:
+                append(ev)
+        return out
+
+    def _wanted_names(self, version: int, matched: int) -> frozenset[str]:
+        key = (version, matched)
+        names = self._wanted.get(key)
+        if names is None:
+            bits = self.event_bits(version) or {}
+            names = frozenset(_NAME_OF[eid] for eid in NET_IDS if bits.get(eid, 0) & matched)
+            if any(bits.get(eid, 0) & matched for eid in _NEEDS_DNS):
+                names |= {"dns_cache"}  # feed the cache even when no DNS event is wanted
+            if len(self._wanted) > 4096:
+                self._wanted.clear()
+            self._wanted[key] = names
+        return names
+
+    def _packet(self, ev: Event) -> list[Event]:
+        self.packets += 1
+        ingress, length, data = ev.args
+        pkt = Packet(ev.timestamp, bool(ingress), length or 0, data or b"")
+        if self.pcap is not None:
+            ctx = ev.ctx
+            container = ctx.container.id if ctx.container is not None else ""
+            self.pcap.write(pkt, ctx.host_pid, ctx.comm, ctx.start_time, container)
+        wanted = self._wanted_names(ev.version, ev.matched)
+        if not wanted:
+            return []
+        bits = self.event_bits(ev.version) or {}
+        out = []
+        for name, args in derive(pkt, wanted, self.dns, self.flows, self.counts):
+            eid = _ID_OF.get(name)
+            if eid is None:
+                continue
+            matched = ev.matched & bits.get(eid, 0)
+            if not matched:
+                continue
+            definition = d.EVENTS[eid]
+            out.append(Event(ev.timestamp, 0, matched, eid, -1, ev.cpu, ev.version, 0, ev.ctx,
+                             definition, [args.get(a.name) for a in definition.args]))
+        return out
+
+    def _tcp_connect(self, ev: Event, matched: int) -> Event | None:
+        """Tracee's net_tcp_connect: a TCP connect to an IPv4/IPv6 address."""
+        sock_type, addr = ev.arg("type"), ev.arg("remote_addr")
+        if not isinstance(addr, dict) or addr.get("sa_family") not in _AF_INET:
+            return None
+        if sock_type is None or int(sock_type) & 0xF != SOCK_STREAM:
+            return None
+        v6 = addr["sa_family"] == "AF_INET6"
+        dst = addr.get("sin6_addr" if v6 else "sin_addr", "")
+        port = int(addr.get("sin6_port" if v6 else "sin_port", "0"))
+        return Event(ev.timestamp, ev.retval, matched, d.NET_TCP_CONNECT, ev.syscall, ev.cpu,
+                     ev.version, 0, ev.ctx, d.EVENTS[d.NET_TCP_CONNECT],
+                     [dst, port, self.dns.names(dst)])
+
+    def close(self) -> None:
+        if self.pcap is not None:
+            self.pcap.close()

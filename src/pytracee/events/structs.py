@@ -1,0 +1,50 @@
+"""Fields of Tracee's structured argument types (trace.*), as they appear in the JSON
+output: what a filter such as `net_packet_dns_request.data.dns_questions.query=x`
+may name below an argument. Field -> Tracee type; a struct-typed field names another
+entry here. Mirrors what src/pytracee/net/ produces (tests/unit/test_net_structs.py)."""
+
+from __future__ import annotations
+
+STRUCT_FIELDS: dict[str, dict[str, str]] = {
+    "trace.PacketMetadata": {"direction": "string"},
+    "trace.PktMeta": {"src_ip": "string", "dst_ip": "string", "src_port": "uint16",
+                      "dst_port": "uint16", "protocol": "uint8", "packet_len": "uint32",
+                      "iface": "string"},
+    "trace.DnsQueryData": {"query": "string", "query_type": "string", "query_class": "string"},
+    "trace.DnsResponseData": {"query_data": "trace.DnsQueryData",
+                              "dns_answer": "[]trace.DnsAnswer"},
+    "trace.DnsAnswer": {"answer_type": "string", "ttl": "uint32", "answer": "string"},
+    "trace.ProtoHTTPRequest": {"method": "string", "protocol": "string", "host": "string",
+                               "uri_path": "string", "content_length": "int64"},
+    "trace.ProtoHTTPResponse": {"status": "string", "status_code": "int32", "protocol": "string",
+                                "content_length": "int64"},
+    "trace.ProtoHTTP": {"direction": "string", "method": "string", "protocol": "string",
+                        "host": "string", "uri_path": "string", "status": "string",
+                        "status_code": "int32", "content_length": "int64"},
+    "trace.ProtoIPv4": {"version": "uint8", "IHL": "uint8", "TOS": "uint8", "length": "uint16",
+                        "id": "uint16", "flags": "uint8", "fragOffset": "uint16", "TTL": "uint8",
+                        "protocol": "string", "checksum": "uint16", "srcIP": "string",
+                        "dstIP": "string"},
+    "trace.ProtoIPv6": {"version": "uint8", "trafficClass": "uint8", "flowLabel": "uint32",
+                        "length": "uint16", "nextHeader": "string", "hopLimit": "uint8",
+                        "srcIP": "string", "dstIP": "string"},
+    "trace.ProtoTCP": {"srcPort": "uint16", "dstPort": "uint16", "seq": "uint32", "ack": "uint32",
+                       "dataOffset": "uint8", "FIN": "uint8", "SYN": "uint8", "RST": "uint8",
+                       "PSH": "uint8", "ACK": "uint8", "URG": "uint8", "ECE": "uint8",
+                       "CWR": "uint8", "NS": "uint8", "window": "uint16", "checksum": "uint16",
+                       "urgent": "uint16"},
+    "trace.ProtoUDP": {"srcPort": "uint16", "dstPort": "uint16", "length": "uint16",
+                       "checksum": "uint16"},
+    "trace.ProtoICMP": {"typeCode": "string", "checksum": "uint16", "id": "uint16",
+                        "seq": "uint16"},
+    "trace.ProtoICMPv6": {"typeCode": "string", "checksum": "uint16"},
+    "trace.ProtoDNS": {"ID": "uint16", "QR": "uint8", "opCode": "string", "AA": "uint8",
+                       "TC": "uint8", "RD": "uint8", "RA": "uint8", "Z": "uint8",
+                       "responseCode": "string", "QDCount": "uint16", "ANCount": "uint16",
+                       "NSCount": "uint16", "ARCount": "uint16",
+                       "questions": "[]trace.DnsQuestion", "answers": "[]trace.DnsRR",
+                       "authorities": "[]trace.DnsRR", "additionals": "[]trace.DnsRR"},
+    "trace.DnsQuestion": {"name": "string", "type": "string", "class": "string"},
+    "trace.DnsRR": {"name": "string", "type": "string", "class": "string", "TTL": "uint32",
+                    "IP": "string", "NS": "string", "CNAME": "string", "PTR": "string"},
+}
