@@ -474,7 +474,7 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
 {
     if (ret < 0 && id != NR_CONNECT) /* a non-blocking connect returns -EINPROGRESS */
         return;
-    __u64 policies = event_policies(version, EVENT_NET_PACKET_BASE);
+    __u64 policies = net_policies(version);
     if (!policies)
         return;
     __s64 fd = (id == NR_SOCKET || id == NR_ACCEPT || id == NR_ACCEPT4) ? ret

@@ -10,15 +10,16 @@
  * sockets nobody recorded (created before pytracee started and not used by one
  * of those calls since) are not sent: there is no task to attribute them to.
  *
- * The record: the owner's header (event NET_PACKET_BASE, matched policies and
- * policy version as scoped when it was recorded) + args 0 direction (1 =
- * ingress), 1 the packet's length, 2 the packet from its L3 header, at most
- * cfg_net_snaplen bytes.
+ * The record: the owner's header (event NET_PACKET_BASE, or NET_PACKET_DNS_BASE
+ * when its policies want DNS packets only; matched policies and policy version as
+ * scoped when it was recorded) + args 0 direction (1 = ingress), 1 the packet's
+ * length, 2 the packet from its L3 header, at most cfg_net_snaplen bytes.
  */
 #ifndef PYTRACEE_NET_H
 #define PYTRACEE_NET_H
 
-#define EVENT_NET_PACKET_BASE 700
+#define EVENT_NET_PACKET_BASE 700     /* every packet of a tracked socket */
+#define EVENT_NET_PACKET_DNS_BASE 701 /* only its DNS packets (port 53): DNS events and cache */
 #define NET_SNAP_MAX 4096 /* MAX_STR_LEN: one bytes argument */
 
 /* Set before load by user space: bytes of each packet sent (headers + payload). */
@@ -153,6 +154,38 @@ static __always_inline struct event_header *sock_owner(struct sock *sk)
     return bpf_map_lookup_elem(&listen_owners, &lk);
 }
 
+/* Policies of `version` that want packets of either kind. */
+static __always_inline __u64 net_policies(__u32 version)
+{
+    return event_policies(version, EVENT_NET_PACKET_BASE) |
+           event_policies(version, EVENT_NET_PACKET_DNS_BASE);
+}
+
+/* A TCP or UDP packet from or to port 53 (IPv6: no extension headers before it). */
+static __always_inline int is_dns(struct __sk_buff *skb)
+{
+    __u8 ip[10];
+    if (bpf_skb_load_bytes(skb, 0, ip, sizeof(ip)))
+        return 0;
+    __u32 l4;
+    __u8 proto;
+    if (ip[0] >> 4 == 4) {
+        l4 = (ip[0] & 15) * 4;
+        proto = ip[9];
+    } else if (ip[0] >> 4 == 6) {
+        l4 = 40;
+        proto = ip[6];
+    } else {
+        return 0;
+    }
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return 0;
+    __be16 ports[2];
+    if (bpf_skb_load_bytes(skb, l4 & 63, ports, sizeof(ports)))
+        return 0;
+    return ports[0] == bpf_htons(53) || ports[1] == bpf_htons(53);
+}
+
 static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slot, int ingress)
 {
     struct sock *sk = skb_sock(skb, slot);
@@ -161,8 +194,20 @@ static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slo
     struct event_header *owner = sock_owner(sk);
     if (!owner)
         return;
+    /* The owner's policies, under the set they were scoped in. */
+    __u32 ver = owner->policies_version;
+    __u64 all = owner->matched_policies & event_policies(ver, EVENT_NET_PACKET_BASE);
+    __u64 dns = owner->matched_policies & event_policies(ver, EVENT_NET_PACKET_DNS_BASE);
+    __u32 event_id = EVENT_NET_PACKET_BASE;
+    if (!all) {
+        if (!dns || !is_dns(skb))
+            return;
+        event_id = EVENT_NET_PACKET_DNS_BASE;
+    }
     struct event_buf *b = &slot->b;
     __builtin_memcpy(&b->hdr, owner, sizeof(b->hdr));
+    b->hdr.event_id = event_id;
+    b->hdr.matched_policies = all | dns;
     b->hdr.ts = bpf_ktime_get_boot_ns();
     b->hdr.cpu = bpf_get_smp_processor_id();
     b->hdr.argnum = 0;
@@ -187,8 +232,7 @@ static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slo
 
 static __always_inline int net_packet(struct __sk_buff *skb, int ingress)
 {
-    __u32 version = active_version();
-    if (!event_policies(version, EVENT_NET_PACKET_BASE))
+    if (!net_policies(active_version()))
         return 1;
     __u32 zero = 0;
     __u32 *nest = bpf_map_lookup_elem(&net_nest, &zero);

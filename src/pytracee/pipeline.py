@@ -16,7 +16,7 @@ from pytracee.detect.engine import Engine
 from pytracee.ebpf.tracer import Tracer
 from pytracee.enrich.enricher import Enricher
 from pytracee.events import wire
-from pytracee.events.definitions import NET_PACKET_BASE, NET_TCP_CONNECT, SIGNATURE_EVENTS_START
+from pytracee.events.definitions import NET_BASES, NET_TCP_CONNECT, SIGNATURE_EVENTS_START
 from pytracee.events.decoder import Decoder
 from pytracee.events.event import Event
 from pytracee.policy.runtime import PolicyRuntime
@@ -74,7 +74,8 @@ class Pipeline:
 
     def _note_network(self, runtime: PolicyRuntime) -> None:
         if self.network is not None and not self._net_on and (
-                runtime.kernel_bits.get(NET_PACKET_BASE) or runtime.event_bits.get(NET_TCP_CONNECT)):
+                any(runtime.kernel_bits.get(b) for b in NET_BASES)
+                or runtime.event_bits.get(NET_TCP_CONNECT)):
             self._net_on = True
 
     def event_bits(self, version: int) -> dict[int, int] | None:

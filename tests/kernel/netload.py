@@ -38,7 +38,8 @@ while True:
     question = q[12:end + 5]
     target = name({cname!r})
     answers = b"\\xc0\\x0c" + struct.pack("!HHIH", 5, 1, {cname_ttl}, len(target)) + target
-    answers += target + struct.pack("!HHIH", 1, 1, {a_ttl}, 4) + socket.inet_aton({addr!r})
+    addr = sys.argv[3] if len(sys.argv) > 3 else {addr!r}
+    answers += target + struct.pack("!HHIH", 1, 1, {a_ttl}, 4) + socket.inet_aton(addr)
     s.sendto(q[:2] + struct.pack("!HHHHH", 0x8180, 1, 2, 0, 0) + question + answers, peer)
 """.format(cname=DNS_CNAME, cname_ttl=DNS_CNAME_TTL, a_ttl=DNS_A_TTL, addr=DNS_ADDR)
 
@@ -88,6 +89,22 @@ while chunk := s.recv(4096):
 print(s.getsockname()[1], len(got), flush=True)
 s.close()
 """
+
+# Resolve the name at the DNS server on port 53, then connect to the address it gave.
+RESOLVE_CONNECT = """
+import socket, struct, sys
+dns_host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+qname = b"".join(bytes([len(p)]) + p.encode() for p in {name!r}.split(".")) + b"\\0"
+s.sendto(struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1),
+         (dns_host, 53))
+s.settimeout(10)
+reply, _ = s.recvfrom(512)
+addr = socket.inet_ntoa(reply[-4:])  # the last answer is the A record
+c = socket.create_connection((addr, port), timeout=10)
+print(c.getsockname()[1], addr, flush=True)
+c.close()
+""".format(name=DNS_NAME)
 
 UDP_SEND = """
 import socket, sys

@@ -124,6 +124,30 @@ def test_http_request_response_and_tcp_flow() -> None:
     assert not of(events, "security_socket_connect")  # sent only for net_tcp_connect
 
 
+def resolve_and_connect(s: Session) -> tuple[int, int, list]:
+    with nl.server("pt-dnssrv", nl.DNS_SERVER, "127.0.0.1", str(nl.DNS_PORT), "127.0.0.1"), \
+            nl.server("pt-httpsrv", nl.HTTP_SERVER) as web:
+        pid, out = nl.client("pt-resolver", nl.RESOLVE_CONNECT, "127.0.0.1", str(web.port))
+        events = s.drain()
+    assert out[1] == "127.0.0.1"
+    return pid, web.port, events
+
+
+def test_tcp_connect_and_flow_are_named_from_the_dns_cache() -> None:
+    names = [nl.DNS_NAME, nl.DNS_CNAME]
+    # net_tcp_connect alone: the kernel sends the DNS packets only (for the cache).
+    with Session(["net_tcp_connect"], ["comm=pt-resolver"]) as s:
+        pid, port, events = resolve_and_connect(s)
+        assert s.network.packets == 2  # the query and its reply; no TCP packet
+    assert [(e.name, e.ctx.host_pid, e.arg("dst"), e.arg("dst_port"), e.arg("dst_dns"))
+            for e in events] == [("net_tcp_connect", pid, "127.0.0.1", port, names)]
+
+    with Session(["net_flow_tcp_begin"], ["comm=pt-resolver"]) as s:
+        pid, port, events = resolve_and_connect(s)
+    assert [(e.name, e.ctx.host_pid, e.arg("conn_direction"), e.arg("dst_port"), e.arg("dst_dns"))
+            for e in events] == [("net_flow_tcp_begin", pid, "outgoing", port, names)]
+
+
 def test_icmp_ping_across_a_veth_pair() -> None:
     ping = shutil.which("ping")
     assert ping is not None, "ping is installed by make (APT_PACKAGES: iputils-ping)"

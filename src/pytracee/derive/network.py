@@ -1,4 +1,5 @@
-"""Network events from the packets cgroup_skb sends (net_packet_base), and
+"""Network events from the packets cgroup_skb sends (net_packet_base, and
+net_packet_dns_base when only DNS packets are wanted), and
 net_tcp_connect from security_socket_connect; the DNS cache; pcap capture.
 
 Runs after enrichment, so the derived events share their packet's task context
@@ -48,7 +49,7 @@ class NetworkStage:
         append = out.append
         for ev in events:
             eid = ev.event_id
-            if eid == d.NET_PACKET_BASE:
+            if eid == d.NET_PACKET_BASE or eid == d.NET_PACKET_DNS_BASE:
                 out.extend(self._packet(ev))
             elif eid == d.SECURITY_SOCKET_CONNECT:
                 bits = self.event_bits(ev.version) or {}

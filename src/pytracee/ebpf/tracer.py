@@ -20,7 +20,7 @@ from pytracee.events.definitions import (
     CAPTURE_WRITE_SYSCALLS,
     DERIVED_FROM_SYSCALL,
     EVENTS,
-    NET_PACKET_BASE,
+    NET_BASES,
     SCHED_PROCESS_EXEC,
     SYS_ENTER,
     SYS_EXIT,
@@ -197,7 +197,7 @@ class Tracer:
         # new set's (calls saved under any set are still looked for at sys_exit).
         enter, exit_, raw_exit = syscall_interest(runtime.kernel_bits)
         self._exits |= exit_
-        sock = bool(runtime.kernel_bits.get(NET_PACKET_BASE))
+        sock = any(runtime.kernel_bits.get(b) for b in NET_BASES)
         self._sock |= sock
         self._write_interest(self._enter | enter, self._raw_exit | raw_exit)
         comm = self.obj.map("scope_comm")

@@ -45,17 +45,25 @@ HOOKED_PROC_FOPS = 2111
 NOT_ON_THIS_KERNEL = frozenset({HOOKED_SYSCALL, MODULE_LOAD, HOOKED_PROC_FOPS})
 # Network: cgroup_skb sends every packet as NET_PACKET_BASE (internal, bpf/common/net.h);
 # user space derives Tracee's packet and flow events from it (src/pytracee/net/).
-NET_PACKET_BASE = 700
+# NET_PACKET_DNS_BASE is the same record for DNS packets only (port 53): what the DNS
+# events need, and the DNS cache that names the ends of flows and TCP connects.
+NET_PACKET_BASE, NET_PACKET_DNS_BASE = 700, 701
+NET_BASES = (NET_PACKET_BASE, NET_PACKET_DNS_BASE)
 NET_EVENTS_START, NET_EVENTS_END = 2000, 2013  # net_packet_ipv4 .. net_flow_tcp_end
+NET_DNS_EVENTS = (2006, 2007, 2008)  # net_packet_dns, _request, _response
+NET_FLOW_EVENTS = (2012, 2013)
 NET_TCP_CONNECT = 2015
 SECURITY_SOCKET_CONNECT = 736
 # Derived event -> the kernel event it is made from: selecting the first makes
 # the kernel emit the second (for the same policies).
-DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR,
-                NET_TCP_CONNECT: SECURITY_SOCKET_CONNECT,
-                **{eid: NET_PACKET_BASE for eid in range(NET_EVENTS_START, NET_EVENTS_END + 1)}}
+DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR}
 # Event -> the events it is made from (derived events, signatures).
 DEPENDS_ON: dict[int, tuple[int, ...]] = {k: (v,) for k, v in DERIVED_FROM.items()}
+for _eid in range(NET_EVENTS_START, NET_EVENTS_END + 1):
+    DEPENDS_ON[_eid] = ((NET_PACKET_DNS_BASE,) if _eid in NET_DNS_EVENTS
+                        else (NET_PACKET_BASE, NET_PACKET_DNS_BASE) if _eid in NET_FLOW_EVENTS
+                        else (NET_PACKET_BASE,))
+DEPENDS_ON[NET_TCP_CONNECT] = (SECURITY_SOCKET_CONNECT, NET_PACKET_DNS_BASE)
 
 MAX_SYSCALL_ARGS = 6
 
@@ -296,6 +304,8 @@ _INTERNAL_EVENTS = (
     # A packet seen by cgroup_skb, with its owner's context (bpf/common/net.h): 1 when
     # it came in; its full length; its first bytes from the L3 header on.
     replace(_event(NET_PACKET_BASE, "net_packet_base", ("network_events",),
+                   "int32 ingress; uint32 length; []byte data"), internal=True),
+    replace(_event(NET_PACKET_DNS_BASE, "net_packet_dns_base", ("network_events",),
                    "int32 ingress; uint32 length; []byte data"), internal=True),
 )
 
