@@ -355,8 +355,12 @@ def stop_pytracee(p: subprocess.Popen, err: LineCollector) -> dict:
         if m:
             reasons = {k.strip(): int(v) for k, v in
                        (kv.split("=") for kv in m.group(4).split(",") if "=" in kv)}
-            return {"delivered": int(m.group(1)), "filtered": int(m.group(2)),
-                    "lost": int(m.group(3)), "lost_by_reason": reasons}
+            out = {"delivered": int(m.group(1)), "filtered": int(m.group(2)),
+                   "lost": int(m.group(3)), "lost_by_reason": reasons}
+            packets = re.search(r", packets: (\d+)", ln)
+            if packets:  # network events (bench/net_load.py)
+                out["packets"] = int(packets.group(1))
+            return out
     raise BenchError(f"no summary line from pytracee (exit {p.returncode}): "
                      f"{' | '.join(lines[-5:])}")
 

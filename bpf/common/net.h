@@ -10,16 +10,26 @@
  * sockets nobody recorded (created before pytracee started and not used by one
  * of those calls since) are not sent: there is no task to attribute them to.
  *
- * The record: the owner's header (event NET_PACKET_BASE, or NET_PACKET_DNS_BASE
- * when its policies want DNS packets only; matched policies and policy version as
- * scoped when it was recorded) + args 0 direction (1 = ingress), 1 the packet's
- * length, 2 the packet from its L3 header, at most cfg_net_snaplen bytes.
+ * The record: the owner's header (event NET_PACKET_BASE, or the base of the
+ * packet's class when its policies want classes only; the policies that want
+ * this packet, of the policy set the owner was scoped in) + args 0 direction
+ * (1 = ingress), 1 the packet's length, 2 the packet from its L3 header, at most
+ * cfg_net_snaplen bytes.
  */
 #ifndef PYTRACEE_NET_H
 #define PYTRACEE_NET_H
 
-#define EVENT_NET_PACKET_BASE 700     /* every packet of a tracked socket */
-#define EVENT_NET_PACKET_DNS_BASE 701 /* only its DNS packets (port 53): DNS events and cache */
+/* Which packets of a tracked socket are sent, by what the policies select: every
+ * packet, or only those of a class (the events of a class need no other packets). */
+#define EVENT_NET_PACKET_BASE 700      /* every packet */
+#define EVENT_NET_PACKET_DNS_BASE 701  /* TCP/UDP from or to port 53: DNS events, DNS cache */
+#define EVENT_NET_PACKET_HTTP_BASE 702 /* TCP whose payload starts a request or response */
+#define EVENT_NET_PACKET_FLOW_BASE 703 /* TCP with SYN, FIN or RST: flow begin and end */
+#define EVENT_NET_PACKET_ICMP_BASE 704 /* ICMP and ICMPv6 */
+#define CLASS_DNS 1
+#define CLASS_HTTP 2
+#define CLASS_FLOW 4
+#define CLASS_ICMP 8
 #define NET_SNAP_MAX 4096 /* MAX_STR_LEN: one bytes argument */
 
 /* Set before load by user space: bytes of each packet sent (headers + payload). */
@@ -154,15 +164,29 @@ static __always_inline struct event_header *sock_owner(struct sock *sk)
     return bpf_map_lookup_elem(&listen_owners, &lk);
 }
 
-/* Policies of `version` that want packets of either kind. */
+/* Policies of `version` that want packets of any kind. */
 static __always_inline __u64 net_policies(__u32 version)
 {
     return event_policies(version, EVENT_NET_PACKET_BASE) |
-           event_policies(version, EVENT_NET_PACKET_DNS_BASE);
+           event_policies(version, EVENT_NET_PACKET_DNS_BASE) |
+           event_policies(version, EVENT_NET_PACKET_HTTP_BASE) |
+           event_policies(version, EVENT_NET_PACKET_FLOW_BASE) |
+           event_policies(version, EVENT_NET_PACKET_ICMP_BASE);
 }
 
-/* A TCP or UDP packet from or to port 53 (IPv6: no extension headers before it). */
-static __always_inline int is_dns(struct __sk_buff *skb)
+/* A payload's first 4 bytes that start an HTTP request or response. */
+static __always_inline int http_start(__u32 w)
+{
+#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+    return w == W('G', 'E', 'T', ' ') || w == W('P', 'O', 'S', 'T') || w == W('P', 'U', 'T', ' ') ||
+           w == W('H', 'E', 'A', 'D') || w == W('D', 'E', 'L', 'E') || w == W('O', 'P', 'T', 'I') ||
+           w == W('P', 'A', 'T', 'C') || w == W('C', 'O', 'N', 'N') || w == W('T', 'R', 'A', 'C') ||
+           w == W('H', 'T', 'T', 'P');
+#undef W
+}
+
+/* CLASS_* bits of a packet (IPv6: no extension headers before TCP/UDP). */
+static __always_inline __u32 classify(struct __sk_buff *skb)
 {
     __u8 ip[10];
     if (bpf_skb_load_bytes(skb, 0, ip, sizeof(ip)))
@@ -178,12 +202,27 @@ static __always_inline int is_dns(struct __sk_buff *skb)
     } else {
         return 0;
     }
+    if (proto == IPPROTO_ICMP || proto == 58 /* IPPROTO_ICMPV6 */)
+        return CLASS_ICMP;
     if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
         return 0;
-    __be16 ports[2];
-    if (bpf_skb_load_bytes(skb, l4 & 63, ports, sizeof(ports)))
+    __u8 th[14]; /* ports, and for TCP up to the data offset and the flags */
+    __u32 thlen = proto == IPPROTO_TCP ? sizeof(th) : 4;
+    if (bpf_skb_load_bytes(skb, l4 & 63, th, thlen & 15))
         return 0;
-    return ports[0] == bpf_htons(53) || ports[1] == bpf_htons(53);
+    __u32 c = 0;
+    if ((th[0] == 0 && th[1] == 53) || (th[2] == 0 && th[3] == 53))
+        c |= CLASS_DNS;
+    if (proto != IPPROTO_TCP)
+        return c;
+    if (th[13] & 0x07) /* FIN, SYN, RST */
+        c |= CLASS_FLOW;
+    __u32 payload = (l4 & 63) + ((th[12] >> 4) * 4);
+    __u32 start = 0;
+    if (skb->len >= payload + 4 && !bpf_skb_load_bytes(skb, payload & 127, &start, 4) &&
+        http_start(start))
+        c |= CLASS_HTTP;
+    return c;
 }
 
 static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slot, int ingress)
@@ -196,18 +235,28 @@ static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slo
         return;
     /* The owner's policies, under the set they were scoped in. */
     __u32 ver = owner->policies_version;
-    __u64 all = owner->matched_policies & event_policies(ver, EVENT_NET_PACKET_BASE);
-    __u64 dns = owner->matched_policies & event_policies(ver, EVENT_NET_PACKET_DNS_BASE);
+    __u64 mine = owner->matched_policies;
+    __u64 matched = mine & event_policies(ver, EVENT_NET_PACKET_BASE);
+    __u64 dns = mine & event_policies(ver, EVENT_NET_PACKET_DNS_BASE);
+    __u64 http = mine & event_policies(ver, EVENT_NET_PACKET_HTTP_BASE);
+    __u64 flow = mine & event_policies(ver, EVENT_NET_PACKET_FLOW_BASE);
+    __u64 icmp = mine & event_policies(ver, EVENT_NET_PACKET_ICMP_BASE);
     __u32 event_id = EVENT_NET_PACKET_BASE;
-    if (!all) {
-        if (!dns || !is_dns(skb))
-            return;
-        event_id = EVENT_NET_PACKET_DNS_BASE;
+    if (dns | http | flow | icmp) {
+        __u32 c = classify(skb);
+        matched |= (c & CLASS_DNS ? dns : 0) | (c & CLASS_HTTP ? http : 0) |
+                   (c & CLASS_FLOW ? flow : 0) | (c & CLASS_ICMP ? icmp : 0);
+        if (!(mine & event_policies(ver, EVENT_NET_PACKET_BASE)))
+            event_id = c & CLASS_DNS ? EVENT_NET_PACKET_DNS_BASE
+                     : c & CLASS_HTTP ? EVENT_NET_PACKET_HTTP_BASE
+                     : c & CLASS_FLOW ? EVENT_NET_PACKET_FLOW_BASE : EVENT_NET_PACKET_ICMP_BASE;
     }
+    if (!matched)
+        return;
     struct event_buf *b = &slot->b;
     __builtin_memcpy(&b->hdr, owner, sizeof(b->hdr));
     b->hdr.event_id = event_id;
-    b->hdr.matched_policies = all | dns;
+    b->hdr.matched_policies = matched;
     b->hdr.ts = bpf_ktime_get_boot_ns();
     b->hdr.cpu = bpf_get_smp_processor_id();
     b->hdr.argnum = 0;

@@ -293,5 +293,7 @@ class Pipeline:
             extra += f", internal errors: {self.counts.pipeline_errors}"
         if self.capture is not None:
             extra += self.capture.summary()
+        if self.network is not None and self._net_on:
+            extra += self.network.summary()
         return (f"pytracee: events delivered: {delivered}, filtered in user space: "
                 f"{self.counts.filtered}, lost: {sum(lost.values())} ({lost_s}){extra}")

@@ -124,6 +124,28 @@ def test_http_request_response_and_tcp_flow() -> None:
     assert not of(events, "security_socket_connect")  # sent only for net_tcp_connect
 
 
+def test_kernel_sends_only_the_packets_of_the_selected_class() -> None:
+    # HTTP events: the request leaving the client and the response coming in, nothing else
+    # of the ~10 packets of the connection on the client's side.
+    with Session(["net_packet_http_request"], ["comm=pt-httpcli"]) as s:
+        with nl.server("pt-httpsrv", nl.HTTP_SERVER) as srv:
+            nl.client("pt-httpcli", nl.HTTP_CLIENT, str(srv.port))
+            events = s.drain()
+        assert s.network.packets == 2
+        assert s.tracer.stats([702])[0] == {702: 2}  # submitted, by base
+    assert [e.name for e in events] == ["net_packet_http_request"]
+    # Flows: SYN, SYN-ACK, and the FIN/ACKs of the close (not the data packets).
+    with Session(["net_flow_tcp_end"], ["comm=pt-httpcli"]) as s:
+        with nl.server("pt-httpsrv", nl.HTTP_SERVER) as srv:
+            nl.client("pt-httpcli", nl.HTTP_CLIENT, str(srv.port))
+            events = s.drain()
+        sent = s.tracer.stats([700, 701, 702, 703])[0]
+    # SYN out, SYN-ACK in, FIN in, FIN out: 4; TCP may send a FIN on its own or on the
+    # last data segment, and ACK a FIN with a segment of its own or not.
+    assert set(sent) == {703} and 4 <= sent[703] <= 6
+    assert [e.name for e in events] == ["net_flow_tcp_end"]
+
+
 def resolve_and_connect(s: Session) -> tuple[int, int, list]:
     with nl.server("pt-dnssrv", nl.DNS_SERVER, "127.0.0.1", str(nl.DNS_PORT), "127.0.0.1"), \
             nl.server("pt-httpsrv", nl.HTTP_SERVER) as web:

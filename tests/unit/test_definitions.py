@@ -147,7 +147,8 @@ def test_kernel_event_ids() -> None:
     # The internal events: what --capture write reads (bpf/common/capture.h), and the
     # packets network events are derived from (bpf/common/net.h, Tracee's base id 700).
     assert sorted((ev.id, ev.name) for ev in EVENTS.values() if ev.internal) == [
-        (700, "net_packet_base"), (701, "net_packet_dns_base"), (1001, "capture_file_write")]
+        (700, "net_packet_base"), (701, "net_packet_dns_base"), (702, "net_packet_http_base"),
+        (703, "net_packet_flow_base"), (704, "net_packet_icmp_base"), (1001, "capture_file_write")]
 
 
 # --- table-wide invariants --------------------------------------------------------------
@@ -245,10 +246,12 @@ def test_network_event_ids_follow_tracee() -> None:
              "net_packet_http_response", "net_flow_tcp_begin", "net_flow_tcp_end"]
     assert [lookup(n).id for n in names] == list(range(2000, 2014))
     assert lookup("net_tcp_connect").id == 2015
-    # DNS events need only DNS packets (701); flows and connects name their ends from
-    # the DNS cache, so DNS packets come too.
+    # DNS events need only DNS packets (701), HTTP ones only HTTP packets (702), flows
+    # only TCP SYN/FIN/RST (703); flows and connects name their ends from the DNS
+    # cache, so DNS packets come too.
     assert {n: dependencies(lookup(n).id) for n in names} == {
-        n: {701} if "dns" in n else {700, 701} if "flow" in n else {700} for n in names}
+        n: {701} if "dns" in n else {702} if "http" in n else {703, 701} if "flow" in n
+        else {704} if "icmp" in n else {700} for n in names}
     assert dependencies(2015) == {lookup("security_socket_connect").id, 701}
 
 

@@ -1,5 +1,5 @@
-"""Network events from the packets cgroup_skb sends (net_packet_base, and
-net_packet_dns_base when only DNS packets are wanted), and
+"""Network events from the packets cgroup_skb sends (net_packet_base, or the base
+of a class when only that class of packets is wanted), and
 net_tcp_connect from security_socket_connect; the DNS cache; pcap capture.
 
 Runs after enrichment, so the derived events share their packet's task context
@@ -25,6 +25,7 @@ _ID_OF = {name: eid for eid, name in _NAME_OF.items()}
 # Events whose src_dns/dst_dns come from the cache: the cache is fed whenever they are wanted.
 _NEEDS_DNS = frozenset({d.BY_NAME["net_flow_tcp_begin"].id, d.BY_NAME["net_flow_tcp_end"].id,
                         d.NET_TCP_CONNECT})
+_BASES = frozenset(d.NET_BASES)
 SOCK_STREAM = 1
 _AF_INET = {"AF_INET", "AF_INET6"}
 
@@ -49,7 +50,7 @@ class NetworkStage:
         append = out.append
         for ev in events:
             eid = ev.event_id
-            if eid == d.NET_PACKET_BASE or eid == d.NET_PACKET_DNS_BASE:
+            if eid in _BASES:
                 out.extend(self._packet(ev))
             elif eid == d.SECURITY_SOCKET_CONNECT:
                 bits = self.event_bits(ev.version) or {}
@@ -116,6 +117,19 @@ class NetworkStage:
         return Event(ev.timestamp, ev.retval, matched, d.NET_TCP_CONNECT, ev.syscall, ev.cpu,
                      ev.version, 0, ev.ctx, d.EVENTS[d.NET_TCP_CONNECT],
                      [dst, port, self.dns.names(dst)])
+
+    def summary(self) -> str:
+        """For the run's summary line: packets read, and what went wrong with them."""
+        c = self.counts
+        out = f", packets: {self.packets}"
+        bad = c.decode_errors + c.dns_errors + c.http_errors
+        if bad:
+            out += f" (undecodable parts: {bad})"
+        if self.pcap is not None:
+            out += f", pcap: {self.pcap.packets} packets"
+            if self.pcap.write_errors:
+                out += f" ({self.pcap.write_errors} write errors)"
+        return out
 
     def close(self) -> None:
         if self.pcap is not None:

@@ -45,13 +45,21 @@ HOOKED_PROC_FOPS = 2111
 NOT_ON_THIS_KERNEL = frozenset({HOOKED_SYSCALL, MODULE_LOAD, HOOKED_PROC_FOPS})
 # Network: cgroup_skb sends every packet as NET_PACKET_BASE (internal, bpf/common/net.h);
 # user space derives Tracee's packet and flow events from it (src/pytracee/net/).
-# NET_PACKET_DNS_BASE is the same record for DNS packets only (port 53): what the DNS
-# events need, and the DNS cache that names the ends of flows and TCP connects.
-NET_PACKET_BASE, NET_PACKET_DNS_BASE = 700, 701
-NET_BASES = (NET_PACKET_BASE, NET_PACKET_DNS_BASE)
+# The other bases are the same record for one class of packets (the kernel classifies):
+# DNS (port 53), for the DNS events and the DNS cache that names the ends of flows
+# and TCP connects; HTTP (a payload that starts a request or response); flow (TCP
+# SYN, FIN, RST); ICMP. An event that needs only a class makes the kernel send only it.
+NET_PACKET_BASE, NET_PACKET_DNS_BASE, NET_PACKET_HTTP_BASE = 700, 701, 702
+NET_PACKET_FLOW_BASE, NET_PACKET_ICMP_BASE = 703, 704
+NET_BASES = (NET_PACKET_BASE, NET_PACKET_DNS_BASE, NET_PACKET_HTTP_BASE, NET_PACKET_FLOW_BASE,
+             NET_PACKET_ICMP_BASE)
 NET_EVENTS_START, NET_EVENTS_END = 2000, 2013  # net_packet_ipv4 .. net_flow_tcp_end
-NET_DNS_EVENTS = (2006, 2007, 2008)  # net_packet_dns, _request, _response
-NET_FLOW_EVENTS = (2012, 2013)
+_NET_CLASS_BASES = {
+    2004: (NET_PACKET_ICMP_BASE,), 2005: (NET_PACKET_ICMP_BASE,),
+    2006: (NET_PACKET_DNS_BASE,), 2007: (NET_PACKET_DNS_BASE,), 2008: (NET_PACKET_DNS_BASE,),
+    2009: (NET_PACKET_HTTP_BASE,), 2010: (NET_PACKET_HTTP_BASE,), 2011: (NET_PACKET_HTTP_BASE,),
+    2012: (NET_PACKET_FLOW_BASE, NET_PACKET_DNS_BASE), 2013: (NET_PACKET_FLOW_BASE, NET_PACKET_DNS_BASE),
+}
 NET_TCP_CONNECT = 2015
 SECURITY_SOCKET_CONNECT = 736
 # Derived event -> the kernel event it is made from: selecting the first makes
@@ -60,9 +68,7 @@ DERIVED_FROM = {CONTAINER_CREATE: CGROUP_MKDIR, CONTAINER_REMOVE: CGROUP_RMDIR}
 # Event -> the events it is made from (derived events, signatures).
 DEPENDS_ON: dict[int, tuple[int, ...]] = {k: (v,) for k, v in DERIVED_FROM.items()}
 for _eid in range(NET_EVENTS_START, NET_EVENTS_END + 1):
-    DEPENDS_ON[_eid] = ((NET_PACKET_DNS_BASE,) if _eid in NET_DNS_EVENTS
-                        else (NET_PACKET_BASE, NET_PACKET_DNS_BASE) if _eid in NET_FLOW_EVENTS
-                        else (NET_PACKET_BASE,))
+    DEPENDS_ON[_eid] = _NET_CLASS_BASES.get(_eid, (NET_PACKET_BASE,))
 DEPENDS_ON[NET_TCP_CONNECT] = (SECURITY_SOCKET_CONNECT, NET_PACKET_DNS_BASE)
 
 MAX_SYSCALL_ARGS = 6
@@ -305,8 +311,12 @@ _INTERNAL_EVENTS = (
     # it came in; its full length; its first bytes from the L3 header on.
     replace(_event(NET_PACKET_BASE, "net_packet_base", ("network_events",),
                    "int32 ingress; uint32 length; []byte data"), internal=True),
-    replace(_event(NET_PACKET_DNS_BASE, "net_packet_dns_base", ("network_events",),
-                   "int32 ingress; uint32 length; []byte data"), internal=True),
+    *(replace(_event(eid, name, ("network_events",), "int32 ingress; uint32 length; []byte data"),
+              internal=True)
+      for eid, name in ((NET_PACKET_DNS_BASE, "net_packet_dns_base"),
+                        (NET_PACKET_HTTP_BASE, "net_packet_http_base"),
+                        (NET_PACKET_FLOW_BASE, "net_packet_flow_base"),
+                        (NET_PACKET_ICMP_BASE, "net_packet_icmp_base"))),
 )
 
 
