@@ -130,10 +130,33 @@ def collect(pipeline: Any, enrichment: Any = None, engine: Any = None) -> list[M
                            "Kernel records that could not be decoded (malformed or unknown event).",
                            getattr(decoder, "malformed", 0) + getattr(decoder, "unknown_events", 0)))
     out.extend(stream_metrics(list(pipeline.sinks)))
+    network = getattr(pipeline, "network", None)
+    if network is not None:
+        out.extend(network_metrics(network))
     if engine is not None:
         out.extend(engine_metrics(engine))
     if enrichment is not None:
         out.extend(enrichment_metrics(enrichment))
+    return out
+
+
+def network_metrics(network: Any) -> list[Metric]:
+    """Packets read from the kernel, parts of them that could not be decoded, pcap output."""
+    c = network.counts
+    out = [counter("pytracee_network_packets_total",
+                   "Packets read from the kernel (cgroup_skb), before any network event.",
+                   network.packets)]
+    undecodable = counter("pytracee_network_undecodable_total",
+                          "Packets (or their DNS/HTTP payloads) that could not be decoded, by part.")
+    for part, n in (("packet", c.decode_errors), ("dns", c.dns_errors), ("http", c.http_errors)):
+        undecodable.add(n, part=part)
+    out.append(undecodable)
+    pcap = network.pcap
+    if pcap is not None:
+        out.append(counter("pytracee_network_capture_packets_total",
+                           "Packets written to pcap files (--capture network).", pcap.packets))
+        out.append(counter("pytracee_network_capture_errors_total",
+                           "Failed writes to pcap files.", pcap.write_errors))
     return out
 
 
