@@ -461,3 +461,40 @@ def test_describe(tmp_path: Path) -> None:
             in first)
     assert blocks[1].splitlines() == ["policy 1: cli  (command line)", "  scope: global",
                                       "  events (1):", "    close"]
+
+
+GOOD = """\
+apiVersion: tracee.aquasec.com/v1beta1
+kind: Policy
+metadata:
+  name: {name}
+spec:
+  scope: [global]
+  rules:
+    - event: openat
+"""
+
+
+def test_a_directory_rewritten_during_a_load_is_read_again(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytracee.policy import files
+
+    (tmp_path / "a.yaml").write_text(GOOD.format(name="a"))
+    (tmp_path / "b.yaml").write_text("spec: [")  # caught half written
+    def writer_finishes(_s: float) -> None:  # what happens while the loader waits
+        (tmp_path / "b.yaml").write_text(GOOD.format(name="b") + "\n")
+    monkeypatch.setattr(files.time, "sleep", writer_finishes)
+    assert [d.name for d in load_policies([str(tmp_path)])] == ["a", "b"]
+
+
+def test_a_broken_file_that_stays_broken_is_reported(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytracee.policy import files
+
+    (tmp_path / "b.yaml").write_text("spec: [")
+    waits: list[float] = []
+    monkeypatch.setattr(files.time, "sleep", waits.append)
+    with pytest.raises(PolicyErrors) as ei:
+        load_policies([str(tmp_path)])
+    assert ei.value.where.startswith(f"{tmp_path}/b.yaml:")
+    assert waits == [files.SETTLE_S]  # looked once more, saw no change, gave up

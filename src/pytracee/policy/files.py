@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -78,8 +79,48 @@ class PolicyErrors(UsageError):
         super().__init__(first.message, token=first.token, where=first.where)
 
 
+LOAD_ATTEMPTS = 3
+SETTLE_S = 0.05
+
+
+def snapshot(paths: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """(mtime, size, inode) of each policy file, directories' entries included."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for raw in paths:
+        try:
+            files = sorted(os.listdir(raw)) if os.path.isdir(raw) else [""]
+        except OSError:
+            continue
+        for name in files:
+            f = os.path.join(raw, name) if name else raw
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            out[f] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return out
+
+
 def load_policies(paths: Sequence[str]) -> list[PolicyDoc]:
-    """Read policy files and directories (their *.yaml/*.yml, by name); raise PolicyErrors."""
+    """Read policy files and directories (their *.yaml/*.yml, by name); raise PolicyErrors.
+
+    Files that change while they are read (a directory being rewritten when a reload
+    comes) are read again, up to LOAD_ATTEMPTS times: errors count only for files
+    that stayed as they were."""
+    for attempt in range(LOAD_ATTEMPTS):
+        before = snapshot(paths)
+        try:
+            return _load_once(paths)
+        except PolicyErrors:
+            if attempt == LOAD_ATTEMPTS - 1:
+                raise
+            time.sleep(SETTLE_S)
+            if snapshot(paths) == before:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _load_once(paths: Sequence[str]) -> list[PolicyDoc]:
     errors: list[UsageError] = []
     docs: list[PolicyDoc] = []
     seen_names: dict[str, str] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pytracee.events.definitions import EVENTS, POLICY_RELOAD
 from pytracee.events.event import Event, TaskContext
+from pytracee.policy.files import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,7 @@ class PolicyWatcher:
         self._seen = self._snapshot()
 
     def _snapshot(self) -> dict[str, tuple[int, int, int]]:
-        out: dict[str, tuple[int, int, int]] = {}
-        for raw in self.paths:
-            path = Path(raw)
-            files = sorted(path.iterdir()) if path.is_dir() else [path]
-            for f in files:
-                try:
-                    st = f.stat()
-                except OSError:
-                    continue
-                out[str(f)] = (st.st_mtime_ns, st.st_size, st.st_ino)
-        return out
+        return snapshot(self.paths)
 
     def sync(self) -> None:
         """Take the files as they are now as seen (a SIGHUP reload just read them)."""
