@@ -327,7 +327,9 @@ static __always_inline void emit_raw_syscall(struct task_struct *t, __u32 versio
     submit(b, put_int(b, 0, 0, id));
 }
 
-SEC("raw_tracepoint/sys_enter")
+/* tp_btf, not raw_tracepoint: the regs pointer is typed, so its fields are read
+ * with plain loads instead of a bpf_probe_read_kernel call each. */
+SEC("tp_btf/sys_enter")
 int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
     long id = ctx->args[1];
@@ -379,12 +381,12 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     __u64 args[6];
-    args[0] = BPF_CORE_READ(regs, di);
-    args[1] = BPF_CORE_READ(regs, si);
-    args[2] = BPF_CORE_READ(regs, dx);
-    args[3] = BPF_CORE_READ(regs, r10);
-    args[4] = BPF_CORE_READ(regs, r8);
-    args[5] = BPF_CORE_READ(regs, r9);
+    args[0] = regs->di;
+    args[1] = regs->si;
+    args[2] = regs->dx;
+    args[3] = regs->r10;
+    args[4] = regs->r8;
+    args[5] = regs->r9;
 
     if (ef->submit_on_enter) {
         __u64 own = matched & event_policies(version, id);
@@ -478,15 +480,15 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
     if (!policies)
         return;
     __s64 fd = (id == NR_SOCKET || id == NR_ACCEPT || id == NR_ACCEPT4) ? ret
-                                                                      : BPF_CORE_READ(regs, di);
+                                                                      : regs->di;
     track_socket(t, fd, version, scope_match(version, policies));
 }
 
-SEC("raw_tracepoint/sys_exit")
+SEC("tp_btf/sys_exit")
 int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-    long id = BPF_CORE_READ(regs, orig_ax);
+    long id = regs->orig_ax;
     if (id < 0 || id >= EVENT_SYS_ENTER)
         return 0;
     __u32 key = id;

@@ -29,6 +29,9 @@ from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
 from pytracee.policy import path_filters
 from pytracee.policy.runtime import PolicyRuntime
 
+# (program, raw tracepoint); sys_enter and sys_exit are tp_btf programs (typed regs:
+# plain loads instead of probe reads), attached by their BTF id, not by name.
+TP_BTF = frozenset({"trace_sys_enter", "trace_sys_exit"})
 PROGRAMS = (
     ("trace_sys_enter", "sys_enter"),
     ("trace_sys_exit", "sys_exit"),
@@ -163,7 +166,10 @@ class Tracer:
                                                    DERIVED_FROM_SYSCALL.get(d.id, 0)))
         self.apply(runtime)  # before attaching: no event is decided on half-written maps
         for prog, tp in PROGRAMS:
-            obj.program(prog).attach_raw_tracepoint(tp)
+            if prog in TP_BTF:
+                obj.program(prog).attach()
+            else:
+                obj.program(prog).attach_raw_tracepoint(tp)
         self._attached = True
         if self._sock:
             self._attach_net()
