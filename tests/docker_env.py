@@ -32,7 +32,7 @@ STOP_TIMEOUT = 30.0  # dockerd gives running containers up to 15 s to stop
 
 IMAGE = "local/busybox:1"
 BUSYBOX_PATHS = ("/usr/bin/busybox", "/bin/busybox")  # Debian busybox-static
-BUSYBOX_APPLETS = ("sh", "ls", "cat", "sleep", "id", "echo", "true")
+BUSYBOX_APPLETS = ("sh", "ls", "cat", "sleep", "id", "echo", "true", "nslookup")
 
 
 class DockerEnvError(Exception):

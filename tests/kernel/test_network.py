@@ -15,6 +15,7 @@ import pytest
 
 from pytracee.capture.options import CaptureOptions
 from tests.kernel import netload as nl
+from tests.docker_env import Containers
 from tests.kernel.harness import Session, of
 
 
@@ -227,3 +228,24 @@ def test_unknown_network_filter_field_is_a_usage_error(bad: str) -> None:
     res = subprocess.run([str(PYTRACEE), "-e", bad], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "nope" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_container_dns_query_carries_the_container_and_its_pcap(docker_containers: Containers,
+                                                                tmp_path: Path) -> None:
+    from tests.kernel import cli_proc
+
+    proc = cli_proc.start("-e", "net_packet_dns_request", "-s", "container", "-o", "json",
+                          "--capture", "network", "--capture", "pcap:container",
+                          "--capture", f"dir:{tmp_path}")
+    # --network none: loopback only, where nobody answers; the query still leaves.
+    cid = docker_containers.run("pt-netc", cmd=("nslookup", nl.DNS_NAME, "127.0.0.1"),
+                                detach=False)
+    stdout, _ = cli_proc.stop(proc)
+    reqs = [json.loads(line) for line in stdout.splitlines()]
+    assert reqs and {(e["eventName"], e["containerId"], e["processName"]) for e in reqs} == \
+        {("net_packet_dns_request", cid, "nslookup")}
+    assert {e["container"]["name"] for e in reqs} == {"pt-netc"}
+    assert {q["query"] for e in reqs for q in e["args"][1]["value"]} == {nl.DNS_NAME}
+    pcap = tmp_path / "pcap" / "containers" / f"{cid[:11]}.pcap"
+    assert stat.S_IMODE(pcap.stat().st_mode) == 0o600
+    assert sorted(p.name for p in (tmp_path / "pcap").rglob("*.pcap")) == [pcap.name]

@@ -498,3 +498,28 @@ def test_a_broken_file_that_stays_broken_is_reported(tmp_path: Path,
         load_policies([str(tmp_path)])
     assert ei.value.where.startswith(f"{tmp_path}/b.yaml:")
     assert waits == [files.SETTLE_S]  # looked once more, saw no change, gave up
+
+
+def test_network_filters_reach_into_structured_args(tmp_path: Path) -> None:
+    dns = lookup("net_packet_dns_request").id
+    flow = lookup("net_flow_tcp_begin").id
+    text = (plain("net", "net_packet_dns_request net_flow_tcp_begin")
+            .replace("  - event: net_packet_dns_request\n",
+                     "  - event: net_packet_dns_request\n"
+                     "    filters: [data.dns_questions.query=*.evil.example]\n")
+            + "    filters: [data.dst_port=22, data.dst=10.0.0.0]\n")
+    sel = load_compile(tmp_path, text).policies[0].selection
+    q = {"dns_questions": [{"query": "a.example", "query_type": "A", "query_class": "IN"},
+                           {"query": "c2.evil.example", "query_type": "A", "query_class": "IN"}]}
+    ctx = {}.__getitem__
+    assert sel.accepts(dns, q.__getitem__, 0, ctx)
+    q["dns_questions"].pop()
+    assert not sel.accepts(dns, q.__getitem__, 0, ctx)
+    assert sel.accepts(flow, {"dst_port": 22, "dst": "10.0.0.0"}.__getitem__, 0, ctx)
+    assert not sel.accepts(flow, {"dst_port": 443, "dst": "10.0.0.0"}.__getitem__, 0, ctx)
+    # A field the struct does not have is the policy's error, with file and line.
+    bad = text.replace("dns_questions.query=", "dns_questions.qname=")
+    with pytest.raises(UsageError) as ei:
+        load_compile(tmp_path, bad, "bad.yaml")
+    assert "has no field 'qname' (fields: query, query_type, query_class)" in str(ei.value)
+    assert ei.value.where == f"{tmp_path}/bad.yaml:7"
