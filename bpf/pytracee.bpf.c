@@ -724,6 +724,7 @@ int trace_sched_process_exec(struct bpf_raw_tracepoint_args *ctx)
      * since (de_thread), but the comm was saved under its own tid. */
     __u32 tid = ctx->args[1];
     char *prev = bpf_map_lookup_elem(&prev_comm_map, &tid);
+    forget_task_ctx(); /* its pid, tid and group leader may have changed (task.h) */
 
     /* The first exec in a container created while we run: it has started. */
     __u64 cgid = bpf_get_current_cgroup_id();

@@ -29,6 +29,7 @@ struct path_walk {
     struct vfsmount *vfsmnt;
     struct mount *mnt;
     struct mount *mnt_parent;
+    struct dentry *mnt_root; /* of vfsmnt: read once per mount, not per name */
     __u32 off;
     __u8 written;
     __u8 complete; /* reached the root (or a pseudo file's own name) */
@@ -39,9 +40,8 @@ static long path_step(__u64 i, void *data)
 {
     struct path_walk *w = data;
     struct dentry *dentry = w->dentry;
-    struct vfsmount *vfsmnt = w->vfsmnt;
     struct mount *mnt = w->mnt;
-    struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+    struct dentry *mnt_root = w->mnt_root;
     struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
     if (dentry == mnt_root || dentry == parent) {
         if (dentry != mnt_root) {
@@ -57,6 +57,7 @@ static long path_step(__u64 i, void *data)
         w->mnt = up;
         w->mnt_parent = BPF_CORE_READ(up, mnt_parent);
         w->vfsmnt = &up->mnt;
+        w->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
         return 0;
     }
     struct qstr name = BPF_CORE_READ(dentry, d_name);
@@ -93,6 +94,7 @@ __noinline int resolve_path(__u64 dentry_addr, __u64 vfsmnt_addr)
         .vfsmnt = vfsmnt,
         .mnt = mnt,
         .mnt_parent = BPF_CORE_READ(mnt, mnt_parent),
+        .mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
         .off = PATH_MAX_LEN,
     };
     pb->data[PATH_MAX_LEN & (PATH_BUF_SIZE - 1)] = 0;

@@ -33,29 +33,95 @@ static __always_inline __u64 task_start_time(struct task_struct *t)
     return BPF_CORE_READ(t, start_boottime);
 }
 
+/* The parts of a task's header that take many pointer reads, kept per task (task
+ * storage: freed with the task). They change only with the task's parent
+ * (reparenting: ppid, parent start), its nsproxy (setns, unshare: mount ns) or an
+ * exec (which may make a thread the group leader: pid, tid, leader start), so an
+ * entry is used only while the first two are as recorded, and exec drops it. */
+struct task_ctx_cache {
+    __u64 nsproxy;
+    __u64 parent;
+    __u64 start_time;
+    __u64 leader_start_time;
+    __u64 parent_start_time;
+    __u32 pid, tid, ppid, host_ppid, mnt_ns, pid_ns;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct task_ctx_cache);
+} task_ctx SEC(".maps");
+
+static __always_inline void forget_task_ctx(void)
+{
+    bpf_task_storage_delete(&task_ctx, bpf_get_current_task_btf());
+}
+
+/* The cached part of the current task's header. A global function: verified once,
+ * not at each of the many places that fill a header. */
+__noinline int fill_task_ctx(struct event_header *h)
+{
+    if (!h)
+        return 0;
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    struct task_struct *parent = BPF_CORE_READ(t, real_parent);
+    __u64 nsproxy = (__u64)BPF_CORE_READ(t, nsproxy);
+    struct task_ctx_cache *c = bpf_task_storage_get(&task_ctx, bpf_get_current_task_btf(), 0,
+                                                    BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (c && c->nsproxy == nsproxy && c->parent == (__u64)parent) {
+        h->start_time = c->start_time;
+        h->leader_start_time = c->leader_start_time;
+        h->parent_start_time = c->parent_start_time;
+        h->host_ppid = c->host_ppid;
+        h->tid = c->tid;
+        h->pid = c->pid;
+        h->ppid = c->ppid;
+        h->mnt_ns = c->mnt_ns;
+        h->pid_ns = c->pid_ns;
+        return 0;
+    }
+    h->start_time = task_start_time(t);
+    h->leader_start_time = task_start_time(BPF_CORE_READ(t, group_leader));
+    h->parent_start_time = task_start_time(BPF_CORE_READ(parent, group_leader));
+    h->host_ppid = BPF_CORE_READ(parent, tgid);
+    h->tid = task_ns_tid(t);
+    h->pid = task_ns_tgid(t);
+    h->ppid = task_ns_tgid(parent);
+    h->mnt_ns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+    h->pid_ns = task_pid_ns(t);
+    if (c) {
+        c->nsproxy = nsproxy;
+        c->parent = (__u64)parent;
+        c->start_time = h->start_time;
+        c->leader_start_time = h->leader_start_time;
+        c->parent_start_time = h->parent_start_time;
+        c->host_ppid = h->host_ppid;
+        c->tid = h->tid;
+        c->pid = h->pid;
+        c->ppid = h->ppid;
+        c->mnt_ns = h->mnt_ns;
+        c->pid_ns = h->pid_ns;
+    }
+    return 0;
+}
+
+/* Every header is the current task's. */
 static __always_inline void fill_header(struct event_header *h, struct task_struct *t,
                                         __u32 event_id, __s32 syscall, __u32 version)
 {
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u64 uid_gid = bpf_get_current_uid_gid();
-    struct task_struct *parent = BPF_CORE_READ(t, real_parent);
 
     h->ts = bpf_ktime_get_boot_ns();
-    h->start_time = task_start_time(t);
-    h->leader_start_time = task_start_time(BPF_CORE_READ(t, group_leader));
-    h->parent_start_time = task_start_time(BPF_CORE_READ(parent, group_leader));
+    fill_task_ctx(h);
     h->cgroup_id = bpf_get_current_cgroup_id();
     h->retval = 0;
     h->host_tid = (__u32)pid_tgid;
     h->host_pid = pid_tgid >> 32;
-    h->host_ppid = BPF_CORE_READ(parent, tgid);
-    h->tid = task_ns_tid(t);
-    h->pid = task_ns_tgid(t);
-    h->ppid = task_ns_tgid(parent);
     h->uid = (__u32)uid_gid;
     h->gid = uid_gid >> 32;
-    h->mnt_ns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
-    h->pid_ns = task_pid_ns(t);
     h->event_id = event_id;
     h->syscall = syscall;
     h->cpu = bpf_get_smp_processor_id();
