@@ -206,9 +206,11 @@ static __always_inline __u64 range_pass(__u64 res, __u64 ranged, __u32 *mins, __
     return w.res;
 }
 
-/* Which of `policies` the current task is in scope for. A global function:
- * the verifier checks it once rather than at every call site. */
-__noinline __u64 scope_match(__u32 version, __u64 policies)
+/* Which of `policies` a task is in scope for: the current task (h == NULL), or
+ * the task a recorded header describes (a socket's owner, re-scoped after a
+ * policy reload: bpf/common/net.h). A global function: the verifier checks it
+ * once rather than at every call site. */
+__noinline __u64 scope_match_task(__u32 version, __u64 policies, struct event_header *h)
 {
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     __u32 slot = version & 1;
@@ -216,36 +218,42 @@ __noinline __u64 scope_match(__u32 version, __u64 policies)
     if (!c || !policies)
         return 0;
     __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u32 tgid = pid_tgid >> 32;
+    __u32 tgid = h ? h->host_pid : pid_tgid >> 32;
+    __u32 tid = h ? h->host_tid : (__u32)pid_tgid;
     if (tgid == c->self_pid)
         return 0;
 
     __u64 res = policies;
     if (c->has_filter[SCOPE_COMM] & res) {
         struct scope_comm_key k = {.slot = slot};
-        bpf_get_current_comm(k.comm, sizeof(k.comm));
+        if (h)
+            __builtin_memcpy(k.comm, h->comm, sizeof(k.comm));
+        else
+            bpf_get_current_comm(k.comm, sizeof(k.comm));
         res &= field_pass(bpf_map_lookup_elem(&scope_comm, &k), c->has_filter[SCOPE_COMM],
                           c->has_eq[SCOPE_COMM]);
     }
     res = num_field_pass(c, slot, SCOPE_PID, tgid, res);
-    res = num_field_pass(c, slot, SCOPE_TID, (__u32)pid_tgid, res);
+    res = num_field_pass(c, slot, SCOPE_TID, tid, res);
     if (res & (c->has_filter[SCOPE_UID] | c->uid_range)) {
-        __u32 uid = (__u32)bpf_get_current_uid_gid();
+        __u32 uid = h ? h->uid : (__u32)bpf_get_current_uid_gid();
         res = num_field_pass(c, slot, SCOPE_UID, uid, res);
         res = range_pass(res, c->uid_range, c->uid_min, c->uid_max, uid);
     }
     res = range_pass(res, c->pid_range, c->pid_min, c->pid_max, tgid);
     if (res & c->has_filter[SCOPE_MNTNS])
-        res = num_field_pass(c, slot, SCOPE_MNTNS, BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum), res);
+        res = num_field_pass(c, slot, SCOPE_MNTNS,
+                             h ? h->mnt_ns : BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum), res);
     if (res & c->has_filter[SCOPE_PIDNS])
-        res = num_field_pass(c, slot, SCOPE_PIDNS, task_pid_ns(t), res);
+        res = num_field_pass(c, slot, SCOPE_PIDNS, h ? h->pid_ns : task_pid_ns(t), res);
     if (res & c->new_pid) {
-        if (task_start_time(BPF_CORE_READ(t, group_leader)) <= c->start_time)
+        __u64 start = h ? h->leader_start_time : task_start_time(BPF_CORE_READ(t, group_leader));
+        if (start <= c->start_time)
             res &= ~c->new_pid;
     }
     __u64 by_container = c->container | c->not_container | c->container_new | c->container_started;
     if (res & by_container) {
-        __u64 cgid = bpf_get_current_cgroup_id();
+        __u64 cgid = h ? h->cgroup_id : bpf_get_current_cgroup_id();
         __u8 *st = bpf_map_lookup_elem(&containers_map, &cgid);
         __u8 state = st ? *st : 0;
         if (state)
@@ -264,6 +272,11 @@ __noinline __u64 scope_match(__u32 version, __u64 policies)
         res |= f & c->follow & policies; /* follow: descendants match whatever else */
     }
     return res;
+}
+
+static __always_inline __u64 scope_match(__u32 version, __u64 policies)
+{
+    return scope_match_task(version, policies, NULL);
 }
 
 static __always_inline struct event_fetch *fetch_cfg(__u32 id)
@@ -476,6 +489,8 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
 {
     if (ret < 0 && id != NR_CONNECT) /* a non-blocking connect returns -EINPROGRESS */
         return;
+    if (BPF_CORE_READ(t, thread_info.status) & TS_COMPAT)
+        return; /* a 32-bit call: these numbers are other syscalls there */
     __u64 policies = net_policies(version);
     if (!policies)
         return;

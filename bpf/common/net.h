@@ -114,12 +114,8 @@ static __always_inline void track_socket(struct task_struct *t, __s64 fd, __u32 
     struct listener_key lk = {};
     if (listening)
         lk = listener_of(sk);
-    if (!matched) { /* out of scope now: its packets are not wanted any more */
-        bpf_map_delete_elem(&sock_owners, &ino);
-        if (listening)
-            bpf_map_delete_elem(&listen_owners, &lk);
-        return;
-    }
+    /* Out of scope: recorded all the same (no policy bits), so that its packets are
+     * known to be unwanted rather than taken for a listener's (sock_owner). */
     struct event_buf *b = scratch_buf();
     if (!b)
         return;
@@ -233,8 +229,13 @@ static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slo
     struct event_header *owner = sock_owner(sk);
     if (!owner)
         return;
-    /* The owner's policies, under the set they were scoped in. */
-    __u32 ver = owner->policies_version;
+    /* The owner's policies. Recorded under an older policy set (a reload since):
+     * scope the owner again under the active one, once, for every later packet. */
+    __u32 ver = active_version();
+    if (owner->policies_version != ver) {
+        owner->matched_policies = scope_match_task(ver, net_policies(ver), owner);
+        owner->policies_version = ver;
+    }
     __u64 mine = owner->matched_policies;
     __u64 matched = mine & event_policies(ver, EVENT_NET_PACKET_BASE);
     __u64 dns = mine & event_policies(ver, EVENT_NET_PACKET_DNS_BASE);
@@ -257,6 +258,10 @@ static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slo
     __builtin_memcpy(&b->hdr, owner, sizeof(b->hdr));
     b->hdr.event_id = event_id;
     b->hdr.matched_policies = matched;
+    /* DNS messages are sent whole (up to NET_SNAP_MAX): a cut one cannot be read. */
+    __u32 snap = cfg_net_snaplen;
+    if (skb->len > snap && (classify(skb) & CLASS_DNS))
+        snap = NET_SNAP_MAX;
     b->hdr.ts = bpf_ktime_get_boot_ns();
     b->hdr.cpu = bpf_get_smp_processor_id();
     b->hdr.argnum = 0;
@@ -264,8 +269,8 @@ static __always_inline void net_send(struct __sk_buff *skb, struct net_slot *slo
     __u32 off = put_int(b, 0, 0, ingress);
     off = put_int(b, off, 1, skb->len);
     __u32 len = skb->len;
-    if (len > cfg_net_snaplen)
-        len = cfg_net_snaplen;
+    if (len > snap)
+        len = snap;
     if (len > NET_SNAP_MAX)
         len = NET_SNAP_MAX;
     asm volatile("" : "+r"(len));
@@ -288,8 +293,10 @@ static __always_inline int net_packet(struct __sk_buff *skb, int ingress)
     if (!nest)
         return 1;
     __u32 level = *nest;
-    if (level >= NET_NEST_MAX)
+    if (level >= NET_NEST_MAX) { /* cannot happen without preemption of softirqs: count it */
+        count_stat(STAT_LOST_OTHER, EVENT_NET_PACKET_BASE);
         return 1;
+    }
     *nest = level + 1;
     struct net_slot *slot = bpf_map_lookup_elem(&net_scratch, &level);
     if (slot)

@@ -170,7 +170,7 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
             arts = Capture(capture_opts, out.exec_hash)
             arts.prepare(runtime)
         network = network_stage(capture_opts, opts.dns_max_entries,
-                                lambda v: pipeline.event_bits(v))
+                                lambda v: pipeline.runtimes.get(v))
         tracer.load(runtime, exec_env=exec_env, signals=enrich.signals(),
                     capture_write=capture_opts.write, net_snaplen=net_snaplen(capture_opts))
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
@@ -224,7 +224,7 @@ def net_snaplen(capture: Any) -> int:
 
 
 def network_stage(capture: Any, dns_max_entries: int,
-                  event_bits: Callable[[int], Any]) -> Any:
+                  runtime_of: Callable[[int], Any]) -> Any:
     """The network stage (derive/network.py), with pcap files when --capture network."""
     import os
 
@@ -234,7 +234,7 @@ def network_stage(capture: Any, dns_max_entries: int,
 
     pcap = (PcapSet(os.path.join(capture.dir, "pcap"), capture.pcap_split, capture.pcap_snaplen)
             if capture.network else None)
-    return NetworkStage(event_bits, DnsCache(dns_max_entries), pcap)
+    return NetworkStage(runtime_of, DnsCache(dns_max_entries), pcap)
 
 
 def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequence[str],
@@ -312,7 +312,8 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
               help="Ring buffer size in pages (power of two; default 4096 = 16 MiB).")
 @click.option("--stores", "stores", multiple=True, metavar="OPT",
               help="Process tree: process, process.max-processes=N (default 10000), "
-                   "process.exited-ttl=SECONDS, or none.")
+                   "process.exited-ttl=SECONDS, or none. DNS cache: dns.max-entries=N "
+                   "(default 5000).")
 @click.option("-E", "--enrichment", "enrichment", multiple=True, metavar="OPT",
               help="Container data: container (default), container.docker.socket=PATH "
                    "(also podman, crio), container.wait=MS, or none.")
@@ -324,11 +325,13 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
               help="HTTP server: http-address=HOST:PORT (default 127.0.0.1:3366), metrics, "
                    "healthz; allow-remote to listen on a non-loopback address.")
 @click.option("--capture", "capture", multiple=True, metavar="OPT",
-              help="Artifacts (Tracee v0.24): exec, write, write=/prefix*, mem, dir:/path "
-                   "(default /tmp/pytracee/out), clear-dir.")
+              help="Artifacts (Tracee v0.24): exec, write, write=/prefix*, mem, network, "
+                   "pcap:single|process|container|command, pcap-snaplen:default|headers|max|SIZE, "
+                   "dir:/path (default /tmp/pytracee/out), clear-dir.")
 @click.option("-a", "--artifacts", "artifacts", multiple=True, metavar="OPT",
               help="Artifacts (Tracee's newer names): executable, file-write, "
-                   "file-write.filters=path=/prefix*, memory-regions, dir.path=/path, dir.clear.")
+                   "file-write.filters=path=/prefix*, memory-regions, network, "
+                   "network.pcap.split=..., network.pcap.snaplen=..., dir.path=/path, dir.clear.")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(LOG_LEVELS), help="Log level.")
 @click.pass_context

@@ -44,7 +44,7 @@ class Session:
         if capture.network:
             runtime.add_capture_inputs([NET_PACKET_BASE])
         self.tracer = Tracer(ring_bytes=ring_bytes)
-        self.network = network_stage(capture, 5000, lambda v: self.pipeline.event_bits(v))
+        self.network = network_stage(capture, 5000, lambda v: self.pipeline.runtimes.get(v))
         self.tracer.load(runtime, exec_env=exec_env, net_snaplen=net_snaplen(capture))
         self.sink = Collect()
         self.pipeline = Pipeline(self.tracer, Decoder(EVENTS, boot_offset_ns()), runtime, [self.sink],

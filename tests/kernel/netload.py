@@ -48,7 +48,8 @@ import socket, struct, sys
 host, port = sys.argv[1], int(sys.argv[2])
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 s = socket.socket(family, socket.SOCK_DGRAM)
-qname = b"".join(bytes([len(p)]) + p.encode() for p in {name!r}.split(".")) + b"\\0"
+name = sys.argv[3] if len(sys.argv) > 3 else {name!r}
+qname = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0"
 s.sendto(struct.pack("!HHHHHH", {qid}, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1),
          (host, port))
 s.settimeout(10)

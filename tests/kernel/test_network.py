@@ -53,7 +53,7 @@ def test_dns_request_and_response_over_udp(tmp_path: Path) -> None:
     }]
     # The server's side of the same exchange is attributed to the server.
     assert len(of(events, "net_packet_dns_request", comm="pt-dnssrv")) == 1
-    assert not of(events, "net_packet_base")  # internal: never delivered
+    assert not [e for e in events if e.definition.internal]  # packet records: never delivered
 
     # What tshark reads in pytracee's pcap is what the events said.
     pcap = tmp_path / "pcap" / "single.pcap"
@@ -210,15 +210,22 @@ def test_cli_dns_filter_and_pcap_per_process(tmp_path: Path) -> None:
                           "--capture", "network", "--capture", "pcap:process",
                           "--capture", f"dir:{tmp_path}")
     with nl.server("pt-dnssrv", nl.DNS_SERVER, "127.0.0.1", str(nl.DNS_PORT)) as srv:
+        other, _ = nl.client("pt-dnscli", nl.DNS_CLIENT, "127.0.0.1", str(srv.port),
+                             "other.pytracee.test")
         pid, out = nl.client("pt-dnscli", nl.DNS_CLIENT, "127.0.0.1", str(srv.port))
-    stdout, _ = cli_proc.stop(proc)
+    stdout, err = cli_proc.stop(proc)
     events = [json.loads(line) for line in stdout.splitlines()]
     assert [(e["eventName"], e["hostProcessId"], e["args"][1]["value"][0]["query"])
             for e in events] == [("net_packet_dns_request", pid, nl.DNS_NAME)]
+    assert "filtered in user space: 1," in err  # the other name's query
+    assert other != pid
+    # pcap takes every packet of the processes in scope (filters choose events, not packets):
+    # one file per process.
     pcaps = sorted(p.relative_to(tmp_path / "pcap") for p in (tmp_path / "pcap").rglob("*.pcap"))
-    assert len(pcaps) == 1 and pcaps[0].parts[:2] == ("processes", "host")
-    assert pcaps[0].name.startswith(f"pt-dnscli_{pid}_")
-    assert stat.S_IMODE(os.stat(tmp_path / "pcap" / pcaps[0]).st_mode) == 0o600
+    assert [p.parts[:2] for p in pcaps] == [("processes", "host")] * 2
+    assert sorted(p.name.split("_")[:2] for p in pcaps) == sorted(
+        [["pt-dnscli", str(other)], ["pt-dnscli", str(pid)]])
+    assert {stat.S_IMODE(os.stat(tmp_path / "pcap" / p).st_mode) for p in pcaps} == {0o600}
 
 
 @pytest.mark.parametrize("bad", ["net_packet_dns_request.data.nope=x"])
@@ -249,3 +256,92 @@ def test_container_dns_query_carries_the_container_and_its_pcap(docker_container
     pcap = tmp_path / "pcap" / "containers" / f"{cid[:11]}.pcap"
     assert stat.S_IMODE(pcap.stat().st_mode) == 0o600
     assert sorted(p.name for p in (tmp_path / "pcap").rglob("*.pcap")) == [pcap.name]
+
+
+UDP_TWICE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+for line in sys.stdin:          # one datagram per line the test writes
+    s.send(line.strip().encode())
+    print("sent", flush=True)
+"""
+
+
+def test_a_socket_opened_before_a_reload_is_scoped_by_the_new_policies(tmp_path: Path) -> None:
+    from pytracee.cli import policy_runtime
+
+    def policies(*docs: tuple[str, str]) -> list[str]:
+        d = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        d.mkdir()
+        for i, (name, comm) in enumerate(docs):
+            (d / f"{i}.yaml").write_text(
+                f"type: policy\nname: {name}\nscope: [comm={comm}]\nrules:\n  - event: net_packet_udp\n")
+        return [str(d)]
+
+    with Session(policies=policies(("first", "pt-udpold"))) as s, \
+            nl.server("pt-udprx", nl.UDP_RECV, "127.0.0.1") as rx:
+        cli = subprocess.Popen(nl.script("pt-udpold", UDP_TWICE) + [str(rx.port)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert cli.stdin is not None and cli.stdout is not None
+        cli.stdin.write("one\n")
+        cli.stdin.flush()
+        assert cli.stdout.readline() == "sent\n"
+        before = list(s.drain())
+        # v1: the socket's owner is in the second policy's scope, not the first's.
+        s.pipeline.reload(policy_runtime(1, policies(("other", "pt-nobody"),
+                                                     ("second", "pt-udpold")), [], []))
+        cli.stdin.write("two\n")
+        cli.stdin.flush()
+        assert cli.stdout.readline() == "sent\n"
+        cli.stdin.close()
+        cli.wait(timeout=10)
+        after = s.drain()[len(before):]
+    mine = of(before, "net_packet_udp", comm="pt-udpold")
+    assert [(e.version, e.matched) for e in mine] == [(0, 0b1)]
+    mine = of(after, "net_packet_udp", comm="pt-udpold")
+    assert [(e.version, e.matched, e.arg("proto_udp")["length"]) for e in mine] == [
+        (1, 0b10, 8 + 3)]
+
+
+# The listener is created by a process in scope; a child out of scope accepts and serves.
+SPLIT_SERVER = """
+import os, socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+print(s.getsockname()[1], flush=True)
+if os.fork() == 0:
+    open('/proc/self/comm', 'w').write('pt-acceptor')
+    c, _ = s.accept()
+    print("accepted", flush=True)
+    data = c.recv(4096)
+    c.sendall(b"HTTP/1.1 204 No Content\\r\\n\\r\\n")
+    c.close()
+    os._exit(0)
+os.wait()
+"""
+
+SLOW_CLIENT = """
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+sys.stdin.readline()            # until the server says it accepted
+c.sendall(b"GET /x HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n")
+c.recv(4096)
+"""
+
+
+def test_an_accepted_connection_belongs_to_the_acceptor_not_the_listener() -> None:
+    with Session(["net_packet_http_request", "net_packet_http_response"], ["comm=pt-listener"]) as s:
+        srv = subprocess.Popen(nl.script("pt-listener", SPLIT_SERVER), stdout=subprocess.PIPE,
+                               text=True)
+        assert srv.stdout is not None
+        port = int(srv.stdout.readline())
+        cli = subprocess.Popen(nl.script("pt-slowcli", SLOW_CLIENT) + [str(port)],
+                               stdin=subprocess.PIPE, text=True)
+        assert srv.stdout.readline() == "accepted\n"
+        cli.communicate("go\n", timeout=20)
+        srv.wait(timeout=20)
+        events = s.drain()
+    # pt-acceptor is out of scope: its connection's packets are not the listener's.
+    assert [(e.name, e.ctx.comm) for e in events] == []

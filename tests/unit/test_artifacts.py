@@ -241,3 +241,16 @@ def test_clear_dir_empties_the_output_dir(tmp_path: Path) -> None:
     (out / "captures.jsonl").write_bytes(b"{}\n")
     Capture(parse_capture(["exec", f"dir:{out}", "clear-dir"])).close()
     assert os.listdir(out) == ["captures.jsonl"] and (out / "captures.jsonl").read_bytes() == b""
+
+
+def test_network_capture_options_in_both_spellings() -> None:
+    legacy = parse_capture(["network", "pcap:process,command", "pcap-snaplen:2kb"])
+    new = parse_capture([], ["network.pcap.split=process", "network.pcap.split=command",
+                             "network.pcap.snaplen=2kb"])
+    for o in (legacy, new):
+        assert (o.network, o.pcap_split, o.pcap_snaplen, o.enabled) == (
+            True, ("process", "command"), 2048, True)
+    assert parse_capture(["network"]).pcap_split == ("single",)
+    assert parse_capture(["pcap-snaplen:headers"]).pcap_snaplen == 0
+    assert parse_capture(["pcap-snaplen:max"]).pcap_snaplen is None
+    assert parse_capture(["pcap-snaplen:default"]).pcap_snaplen == 96

@@ -48,7 +48,8 @@ class CaptureOptions:
     write_prefixes: list[str] = field(default_factory=list)
     mem: bool = False
     network: bool = False
-    pcap_split: str = "single"
+    pcap_split: tuple[str, ...] = ("single",)  # layouts written (Tracee allows several)
+    _split_given: bool = field(default=False, repr=False)
     pcap_snaplen: int | None = SNAPLEN_DEFAULT  # payload bytes kept; None: all
     dir: str = DEFAULT_DIR
     clear_dir: bool = False
@@ -59,10 +60,15 @@ class CaptureOptions:
 
 
 def _split(value: str, token: str, opts: CaptureOptions) -> None:
+    """One layout; several (pcap:process,command) are all written."""
     if value not in PCAP_SPLITS:
         raise UsageError(f"unknown pcap split {value!r} (expected {', '.join(PCAP_SPLITS)})",
                          token=token)
-    opts.pcap_split = value  # one layout: the last one given wins
+    if not opts._split_given:
+        opts.pcap_split = ()
+        opts._split_given = True
+    if value not in opts.pcap_split:
+        opts.pcap_split += (value,)
     opts.network = True
 
 
@@ -130,6 +136,8 @@ def _legacy(item: str, opts: CaptureOptions) -> None:
         opts.network = True
     elif body.startswith("pcap:"):
         _split(body[5:], item, opts)
+    elif body in PCAP_SPLITS and opts._split_given:  # pcap:process,command
+        _split(body, item, opts)
     elif body.startswith("pcap-snaplen:"):
         _snaplen(body[13:], item, opts)
     elif body.startswith("pcap-options:"):

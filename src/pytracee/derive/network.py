@@ -9,7 +9,7 @@ security_socket_connect sent only because net_tcp_connect needs it stops here to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from pytracee.events import definitions as d
 from pytracee.events.event import Event
@@ -18,6 +18,7 @@ from pytracee.net.dnscache import DnsCache
 from pytracee.net.flows import FlowTable
 from pytracee.net.packet import Packet
 from pytracee.net.pcap import PcapSet
+from pytracee.policy.runtime import PolicyRuntime
 
 NET_IDS = range(d.NET_EVENTS_START, d.NET_EVENTS_END + 1)
 _NAME_OF = {eid: d.EVENTS[eid].name for eid in NET_IDS}
@@ -31,19 +32,24 @@ _AF_INET = {"AF_INET", "AF_INET6"}
 
 
 class NetworkStage:
-    """Per batch: replace each net_packet_base by the network events its
-    policies select (and write it to the pcap files), add net_tcp_connect after
-    each TCP security_socket_connect whose policies select it."""
+    """Per batch: replace each packet by the network events its policies need (and
+    write it to the pcap files), add net_tcp_connect after each TCP
+    security_socket_connect whose policies select it.
 
-    def __init__(self, event_bits: Callable[[int], Mapping[int, int] | None],
+    "Need" is the policy set's kernel bits: what the policies select, and what their
+    signatures are built on (the pipeline strips the latter after detection)."""
+
+    def __init__(self, runtime_of: Callable[[int], PolicyRuntime | None],
                  dns: DnsCache | None = None, pcap: PcapSet | None = None) -> None:
-        self.event_bits = event_bits  # policy set version -> event id -> policy bits
+        self.runtime_of = runtime_of  # policy set version -> its runtime (None: forgotten)
         self.dns = dns if dns is not None else DnsCache()
         self.flows = FlowTable()
         self.pcap = pcap
         self.counts = DecodeCounts()
-        self.packets = 0  # net_packet_base records seen
+        self.packets = 0       # packet records read
+        self.unplaced = 0      # records of a policy set already forgotten (dropped)
         self._wanted: dict[tuple[int, int], frozenset[str]] = {}  # (version, matched) -> names
+        self._connect_keep: dict[int, int] = {}  # version -> security_socket_connect bits kept
 
     def process(self, events: list[Event]) -> list[Event]:
         out: list[Event] = []
@@ -53,9 +59,12 @@ class NetworkStage:
             if eid in _BASES:
                 out.extend(self._packet(ev))
             elif eid == d.SECURITY_SOCKET_CONNECT:
-                bits = self.event_bits(ev.version) or {}
-                wanted = ev.matched & bits.get(d.NET_TCP_CONNECT, 0)
-                ev.matched &= bits.get(eid, 0)
+                rt = self.runtime_of(ev.version)
+                if rt is None:
+                    append(ev)  # the pipeline counts events of forgotten sets
+                    continue
+                wanted = ev.matched & rt.kernel_bits.get(d.NET_TCP_CONNECT, 0)
+                ev.matched &= self._keep_connect(rt)
                 if ev.matched:
                     append(ev)
                 if wanted:
@@ -66,11 +75,25 @@ class NetworkStage:
                 append(ev)
         return out
 
-    def _wanted_names(self, version: int, matched: int) -> frozenset[str]:
-        key = (version, matched)
+    def _keep_connect(self, rt: PolicyRuntime) -> int:
+        """The policies that want security_socket_connect for anything but net_tcp_connect
+        (itself, or a signature built on it): the kernel sent it for the others only."""
+        keep = self._connect_keep.get(rt.version)
+        if keep is None:
+            keep = rt.event_bits.get(d.SECURITY_SOCKET_CONNECT, 0)
+            for eid, bits in rt.event_bits.items():
+                if eid != d.NET_TCP_CONNECT and d.SECURITY_SOCKET_CONNECT in d.dependencies(eid):
+                    keep |= bits
+            if len(self._connect_keep) > 64:
+                self._connect_keep.clear()
+            self._connect_keep[rt.version] = keep
+        return keep
+
+    def _wanted_names(self, rt: PolicyRuntime, matched: int) -> frozenset[str]:
+        key = (rt.version, matched)
         names = self._wanted.get(key)
         if names is None:
-            bits = self.event_bits(version) or {}
+            bits = rt.kernel_bits
             names = frozenset(_NAME_OF[eid] for eid in NET_IDS if bits.get(eid, 0) & matched)
             if any(bits.get(eid, 0) & matched for eid in _NEEDS_DNS):
                 names |= {"dns_cache"}  # feed the cache even when no DNS event is wanted
@@ -81,26 +104,38 @@ class NetworkStage:
 
     def _packet(self, ev: Event) -> list[Event]:
         self.packets += 1
+        rt = self.runtime_of(ev.version)
+        if rt is None:
+            self.unplaced += 1
+            return []
+        matched = ev.matched
+        ctx = ev.ctx
+        for i, scope in rt.userland_scopes.items():  # what the kernel could not check
+            if matched >> i & 1 and not scope.matches(ctx):
+                matched &= ~(1 << i)
+        if not matched:
+            return []
         ingress, length, data = ev.args
         pkt = Packet(ev.timestamp, bool(ingress), length or 0, data or b"")
         if self.pcap is not None:
-            ctx = ev.ctx
             container = ctx.container.id if ctx.container is not None else ""
-            self.pcap.write(pkt, ctx.host_pid, ctx.comm, ctx.start_time, container)
-        wanted = self._wanted_names(ev.version, ev.matched)
+            # The process's file: its pid and the start of its leader (as epoch ns).
+            start = ctx.leader_start + ctx.start_time - ctx.boot_start
+            self.pcap.write(pkt, ctx.host_pid, ctx.comm, start, container)
+        wanted = self._wanted_names(rt, matched)
         if not wanted:
             return []
-        bits = self.event_bits(ev.version) or {}
+        bits = rt.kernel_bits
         out = []
         for name, args in derive(pkt, wanted, self.dns, self.flows, self.counts):
             eid = _ID_OF.get(name)
             if eid is None:
                 continue
-            matched = ev.matched & bits.get(eid, 0)
-            if not matched:
+            mine = matched & bits.get(eid, 0)
+            if not mine:
                 continue
             definition = d.EVENTS[eid]
-            out.append(Event(ev.timestamp, 0, matched, eid, -1, ev.cpu, ev.version, 0, ev.ctx,
+            out.append(Event(ev.timestamp, 0, mine, eid, -1, ev.cpu, ev.version, 0, ctx,
                              definition, [args.get(a.name) for a in definition.args]))
         return out
 
@@ -122,6 +157,8 @@ class NetworkStage:
         """For the run's summary line: packets read, and what went wrong with them."""
         c = self.counts
         out = f", packets: {self.packets}"
+        if self.unplaced:
+            out += f" ({self.unplaced} of a forgotten policy set)"
         bad = c.decode_errors + c.dns_errors + c.http_errors
         if bad:
             out += f" (undecodable parts: {bad})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import struct
 import time
@@ -29,6 +31,7 @@ from pytracee.policy.kernel_maps import COMM_KEY, NUM_KEY, SCOPE_EQ, descendants
 from pytracee.policy import path_filters
 from pytracee.policy.runtime import PolicyRuntime
 
+log = logging.getLogger(__name__)
 # (program, raw tracepoint); sys_enter and sys_exit are tp_btf programs (typed regs:
 # plain loads instead of probe reads), attached by their BTF id, not by name.
 TP_BTF = frozenset({"trace_sys_enter", "trace_sys_exit"})
@@ -131,6 +134,7 @@ class Tracer:
         self._sock = False  # INTEREST_SOCK is on: network events are selected
         self._interest: dict[int, int] = {}
         self._net_links: list[Link] = []
+        self.net_error: str | None = None  # why packets cannot be seen, once tried
         self._attached = False
 
     def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0,
@@ -206,6 +210,8 @@ class Tracer:
         sock = any(runtime.kernel_bits.get(b) for b in NET_BASES)
         self._sock |= sock
         self._write_interest(self._enter | enter, self._raw_exit | raw_exit)
+        if sock and self._attached:
+            self._attach_net()  # before the switch: the new set's packets come from the start
         comm = self.obj.map("scope_comm")
         for key in [k for k in comm.keys() if COMM_KEY.unpack(k)[0] == slot]:
             comm.delete(key)
@@ -242,28 +248,29 @@ class Tracer:
         self._enter, self._raw_exit = enter, raw_exit
         self._sock = sock
         self._write_interest(enter, raw_exit)
-        if sock and self._attached:
-            self._attach_net()
 
     def _attach_net(self) -> None:
         """cgroup_skb ingress and egress on the cgroup v2 root, once: attached only
         when a policy set first selects network events (until then packets cost
-        nothing); later sets that do not select them make the programs return at once."""
+        nothing); later sets that do not select them make the programs return at once.
+        Where they cannot be attached, tracing goes on without packets: said once, and
+        kept in `net_error`."""
         assert self.obj is not None
-        if self._net_links:
+        if self._net_links or self.net_error is not None:
             return
         root = v2_mount()
-        if root is None:
-            raise EnvironmentProblem("network events need the cgroup v2 hierarchy, and none is "
-                                     "mounted (see /proc/self/mountinfo)")
         try:
+            if root is None:
+                raise BpfError("find the cgroup v2 hierarchy (none in /proc/self/mountinfo)",
+                               errno.ENOENT)
             for prog in NET_PROGRAMS:
                 self._net_links.append(self.obj.program(prog).attach_cgroup(root))
         except BpfError as exc:
             for link in self._net_links:
                 link.destroy()
             self._net_links.clear()
-            raise EnvironmentProblem(f"cannot attach the network programs to {root}: {exc}") from exc
+            self.net_error = f"network events are not available: {exc}"
+            log.warning("%s; tracing goes on without them", self.net_error)
 
     def _write_interest(self, enter: frozenset[int], raw_exit: frozenset[int]) -> None:
         assert self.obj is not None

@@ -12,16 +12,20 @@ import os
 
 
 def v2_mount(mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """Mount point of the cgroup2 filesystem, or None when there is none."""
+    """Mount point of the cgroup2 filesystem, or None when there is none. A mount of
+    the hierarchy's root is preferred to one of a subtree (which would show, and
+    carry programs attached to it for, that subtree only)."""
+    found: list[tuple[bool, str]] = []
     try:
         with open(mountinfo, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 left, _, right = line.partition(" - ")
                 if right.split(" ", 1)[0] == "cgroup2":
-                    return left.split()[4].replace("\\040", " ")
+                    fields = left.split()
+                    found.append((fields[3] != "/", fields[4].replace("\\040", " ")))
     except OSError:
         return None
-    return None
+    return min(found)[1] if found else None
 
 
 def walk(root: str) -> dict[str, int]:
