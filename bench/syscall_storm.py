@@ -714,7 +714,9 @@ def main() -> int:
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--calls", type=int, default=1_000_000, help="getppid calls per storm (N)")
     ap.add_argument("--runs", type=int, default=5, help="runs per case; the median is shown")
-    ap.add_argument("--ring-mib", type=int, default=64, help="pytracee ring buffer size, MiB")
+    ap.add_argument("--ring-mib", type=int, default=None,
+                    help="pytracee ring buffer size, MiB (default: pytracee's own default, "
+                         "1/128 of the host's memory from 16 to 256 MiB)")
     ap.add_argument("--peers", default="bpftrace,perf,strace",
                     help="comma list of peers to run (bpftrace, perf, strace); '' for none")
     ap.add_argument("--peer-calls", type=int, default=None,
@@ -725,6 +727,10 @@ def main() -> int:
 
     if args.calls <= 0 or args.runs <= 0:
         ap.error("--calls and --runs must be positive")
+    if args.ring_mib is None:
+        sys.path.insert(0, str(ROOT / "src"))
+        from pytracee.ebpf.tracer import default_ring_bytes
+        args.ring_mib = default_ring_bytes() >> 20
     pages = args.ring_mib * 256
     if args.ring_mib <= 0 or pages & (pages - 1):
         ap.error("--ring-mib must be a power of two")

@@ -39,9 +39,9 @@ def default_event_ids() -> set[int]:
 
 
 def _ring_bytes(buffers: Sequence[str]) -> int:
-    from pytracee.ebpf.tracer import DEFAULT_RING_BYTES
+    from pytracee.ebpf.tracer import default_ring_bytes
 
-    size = DEFAULT_RING_BYTES
+    size = default_ring_bytes()
     for raw in buffers:
         key, sep, value = raw.partition("=")
         if key not in ("kernel.events", "events") or not sep:
@@ -309,7 +309,8 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("-c", "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
               callback=_load_config, help="YAML file with flag values (flags override it).")
 @click.option("-b", "--buffers", "buffers", multiple=True, metavar="kernel.events=PAGES",
-              help="Ring buffer size in pages (power of two; default 4096 = 16 MiB).")
+              help="Ring buffer size in pages (power of two; default 1/128 of the host's "
+                   "memory, 16 to 256 MiB).")
 @click.option("--stores", "stores", multiple=True, metavar="OPT",
               help="Process tree: process, process.max-processes=N (default 10000), "
                    "process.exited-ttl=SECONDS, or none. DNS cache: dns.max-entries=N "

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from pytracee.cli import OutputConfig, _ring_bytes, main, parse_outputs
+from pytracee.ebpf.tracer import default_ring_bytes
 from pytracee.errors import UsageError
 from pytracee.events.definitions import EVENTS
 
@@ -36,7 +37,7 @@ def test_bad_outputs(value: str, token: str) -> None:
 
 
 def test_ring_size() -> None:
-    assert _ring_bytes([]) == 16 << 20
+    assert _ring_bytes([]) == default_ring_bytes()  # the host's share (tests/unit/test_ring_size.py)
     assert _ring_bytes(["kernel.events=16384"]) == 64 << 20
     for bad in ("kernel.events=3", "kernel.events=x", "kernel.events=0", "pipeline=10", "kernel.events"):
         with pytest.raises(UsageError):

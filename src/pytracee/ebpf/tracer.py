@@ -46,7 +46,23 @@ PROGRAMS = (
     ("trace_cgroup_rmdir", "cgroup_rmdir"),
     ("trace_cgroup_attach_task", "cgroup_attach_task"),
 )
-DEFAULT_RING_BYTES = 16 << 20
+DEFAULT_RING_BYTES = 16 << 20   # the least (and the Tracer object's default)
+MAX_DEFAULT_RING_BYTES = 256 << 20
+
+
+def default_ring_bytes(meminfo: str = "/proc/meminfo") -> int:
+    """The ring `pytracee` uses unless told (-b): 1/128 of the host's memory as a power
+    of two, from 16 MiB to 256 MiB. A bigger ring rides out longer bursts that user
+    space cannot keep up with (Tracee also sizes its buffers by the host's memory);
+    it is kernel memory that is never swapped, hence the bounds."""
+    try:
+        with open(meminfo) as fh:
+            kib = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return DEFAULT_RING_BYTES
+    share = kib * 1024 // 128
+    size = 1 << max(share.bit_length() - 1, 0)
+    return max(DEFAULT_RING_BYTES, min(MAX_DEFAULT_RING_BYTES, size))
 FOLLOW_BITS = struct.Struct("<QQ")  # struct follow_bits: one policy bitmap per slot
 
 
