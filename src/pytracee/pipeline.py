@@ -42,7 +42,10 @@ class Pipeline:
     """Reads the tracer's ring and runs every event through decode, the user-space
     policy checks of the policy set it matched under, and the sinks."""
 
-    KEEP_VERSIONS = 8  # policy sets remembered for events still in flight after reloads
+    # Policy sets remembered for events still in flight after reloads: the ring may hold
+    # seconds of events (it is sized by the host's memory), and a syscall entered under
+    # an old set reports under it when it returns. Events of a forgotten set are counted.
+    KEEP_VERSIONS = 64
     DRAIN_LIMIT = 1 << 15  # records per read, about 50 ms of a storm
     SMALL_BATCH = 64       # below this, wait a little for more before the next read
     COALESCE_S = 0.005
@@ -60,6 +63,7 @@ class Pipeline:
         # Once a policy set made the kernel send packets (or connects for net_tcp_connect),
         # every batch goes through the network stage: events of that set may still be in flight.
         self._net_on = False
+        self._oldest = 0  # versions below this were forgotten (KEEP_VERSIONS)
         self.decoder = decoder
         self.runtime = runtime
         self.runtimes: dict[int, PolicyRuntime] = {runtime.version: runtime}
@@ -97,6 +101,7 @@ class Pipeline:
         self.runtime = runtime
         for old in sorted(self.runtimes)[:-self.KEEP_VERSIONS]:
             del self.runtimes[old]
+            self._oldest = old + 1
         self._note_network(runtime)
 
     def _make_handler(self) -> Callable[[list[memoryview]], None]:
@@ -132,6 +137,12 @@ class Pipeline:
                 if self._net_on:  # here, not in handle_batch: events the enricher held come back here
                     assert self.network is not None
                     events = self.network.process(events)
+                if self._oldest:  # a set was forgotten: its late events cannot be named
+                    oldest = self._oldest
+                    late = [ev for ev in events if ev.version < oldest]
+                    if late:
+                        counts.pipeline_errors += len(late)
+                        events = [ev for ev in events if ev.version >= oldest]
                 if self.capture is not None:
                     # Artifacts; events the kernel sent only for them stop here (not "filtered").
                     events = self.capture.process(events, runtimes)
