@@ -8,11 +8,15 @@
  * socket's inode number; the skb program finds the socket's inode through
  * skb->sk and sends the packet with the recorded task context. Packets of
  * sockets nobody recorded (created before pytracee started and not used by one
- * of those calls since) are not sent: there is no task to attribute them to.
+ * of those calls since, or made through io_uring) are not sent: there is no task
+ * to attribute them to. Entries are not removed at close (the LRU ages them out):
+ * a socket inode number reused after a wrap of get_next_ino() could meet a stale
+ * entry if its new socket was never recorded.
  *
  * The record: the owner's header (event NET_PACKET_BASE, or the base of the
  * packet's class when its policies want classes only; the policies that want
- * this packet, of the policy set the owner was scoped in) + args 0 direction
+ * this packet, scoped again under the active policy set when a reload came
+ * since the owner was recorded) + args 0 direction
  * (1 = ingress), 1 the packet's length, 2 the packet from its L3 header, at most
  * cfg_net_snaplen bytes.
  */
@@ -74,7 +78,9 @@ static __always_inline struct listener_key listener_of(struct sock *sk)
 /* The skb programs' own scratch space. Egress runs in process context and can be
  * interrupted by a softirq that runs ingress (or egress) on the same CPU, so there
  * are two slots per CPU, picked by how deep the current nesting is (net_nest).
- * The tracing programs' `scratch` is never touched here for the same reason. */
+ * The tracing programs' `scratch` is never touched here for the same reason.
+ * (Slots are released in the order taken; a kernel that preempts BPF programs in
+ * process context, PREEMPT_RT, would need a per-slot busy flag instead.) */
 #define NET_NEST_MAX 2
 struct net_slot {
     struct event_buf b;
