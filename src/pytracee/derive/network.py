@@ -22,7 +22,9 @@ from pytracee.policy.runtime import PolicyRuntime
 
 NET_IDS = range(d.NET_EVENTS_START, d.NET_EVENTS_END + 1)
 _NAME_OF = {eid: d.EVENTS[eid].name for eid in NET_IDS}
-_ID_OF = {name: eid for eid, name in _NAME_OF.items()}
+# name -> (id, definition, its argument names in order): one lookup per derived event.
+_DERIVED = {d.EVENTS[eid].name: (eid, d.EVENTS[eid], tuple(a.name for a in d.EVENTS[eid].args))
+            for eid in NET_IDS}
 # Events whose src_dns/dst_dns come from the cache: the cache is fed whenever they are wanted.
 _NEEDS_DNS = frozenset({d.BY_NAME["net_flow_tcp_begin"].id, d.BY_NAME["net_flow_tcp_end"].id,
                         d.NET_TCP_CONNECT})
@@ -127,16 +129,16 @@ class NetworkStage:
             return []
         bits = rt.kernel_bits
         out = []
+        ts, cpu, version = ev.timestamp, ev.cpu, ev.version
         for name, args in derive(pkt, wanted, self.dns, self.flows, self.counts):
-            eid = _ID_OF.get(name)
-            if eid is None:
+            known = _DERIVED.get(name)
+            if known is None:
                 continue
+            eid, definition, arg_names = known
             mine = matched & bits.get(eid, 0)
-            if not mine:
-                continue
-            definition = d.EVENTS[eid]
-            out.append(Event(ev.timestamp, 0, mine, eid, -1, ev.cpu, ev.version, 0, ctx,
-                             definition, [args.get(a.name) for a in definition.args]))
+            if mine:
+                out.append(Event(ts, 0, mine, eid, -1, cpu, version, 0, ctx, definition,
+                                 list(map(args.get, arg_names))))
         return out
 
     def _tcp_connect(self, ev: Event, matched: int) -> Event | None:
