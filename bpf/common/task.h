@@ -56,7 +56,10 @@ struct {
 
 static __always_inline void forget_task_ctx(void)
 {
-    bpf_task_storage_delete(&task_ctx, bpf_get_current_task_btf());
+    /* Marked stale, not deleted: deleting and allocating again costs more. */
+    struct task_ctx_cache *c = bpf_task_storage_get(&task_ctx, bpf_get_current_task_btf(), 0, 0);
+    if (c)
+        c->parent = 0; /* never a real parent: the entry no longer matches */
 }
 
 /* The cached part of the current task's header. A global function: verified once,
@@ -68,8 +71,13 @@ __noinline int fill_task_ctx(struct event_header *h)
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     struct task_struct *parent = BPF_CORE_READ(t, real_parent);
     __u64 nsproxy = (__u64)BPF_CORE_READ(t, nsproxy);
+    /* Lifecycle events come once or twice per process: not worth a new entry (an
+     * allocation); the events of a task's syscalls make one. */
+    __u32 id = h->event_id;
+    int lifecycle = id == EVENT_SCHED_PROCESS_FORK || id == EVENT_SCHED_PROCESS_EXEC ||
+                    id == EVENT_SCHED_PROCESS_EXIT;
     struct task_ctx_cache *c = bpf_task_storage_get(&task_ctx, bpf_get_current_task_btf(), 0,
-                                                    BPF_LOCAL_STORAGE_GET_F_CREATE);
+                                                    lifecycle ? 0 : BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (c && c->nsproxy == nsproxy && c->parent == (__u64)parent) {
         h->start_time = c->start_time;
         h->leader_start_time = c->leader_start_time;
@@ -115,6 +123,7 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
     __u64 uid_gid = bpf_get_current_uid_gid();
 
     h->ts = bpf_ktime_get_boot_ns();
+    h->event_id = event_id;
     fill_task_ctx(h);
     h->cgroup_id = bpf_get_current_cgroup_id();
     h->retval = 0;

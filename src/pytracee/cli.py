@@ -172,7 +172,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         network = network_stage(capture_opts, opts.dns_max_entries,
                                 lambda v: pipeline.runtimes.get(v))
         tracer.load(runtime, exec_env=exec_env, signals=enrich.signals(),
-                    capture_write=capture_opts.write, net_snaplen=net_snaplen(capture_opts))
+                    capture_write=capture_opts.write, net_snaplen=net_snaplen(capture_opts),
+                    before_attach=enrich.seed_kernel)
         pipeline = Pipeline(tracer, Decoder(EVENTS, boot), runtime, [],
                             enrich.enricher(lambda v: pipeline.event_bits(v)), engine, arts,
                             network)

@@ -239,3 +239,14 @@ def test_enrich_options() -> None:
         with pytest.raises(UsageError) as exc:
             parse_enrich_options(stores, enrichment)
         assert exc.value.token == token
+
+
+def test_seed_kernel_marks_only_containers_and_registers_nothing() -> None:
+    states: list[tuple[int, int | None]] = []
+    manager = ContainerManager({}, "/sys/fs/cgroup/unified", lambda cg, st: states.append((cg, st)))
+    cid = "ab" * 32
+    manager.seed_kernel({"/": 1, "/system.slice": 2, f"/docker/{cid}": 3,
+                         f"/system.slice/docker-{cid}.scope": 4})
+    from pytracee.enrich.containers import EXISTED
+    assert states == [(3, EXISTED), (4, EXISTED)]
+    assert manager.pending == set() and manager.on_rmdir(3) is None  # scan() records them

@@ -7,7 +7,7 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -154,12 +154,14 @@ class Tracer:
         self._attached = False
 
     def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0,
-             capture_write: bool = False, net_snaplen: int = DEFAULT_NET_SNAPLEN) -> None:
+             capture_write: bool = False, net_snaplen: int = DEFAULT_NET_SNAPLEN,
+             before_attach: Callable[[], None] | None = None) -> None:
         """Load, write the first policy set, attach. `signals` (SIGNAL_*): state events
         the kernel sends whatever the policies select (process tree, containers).
         `capture_write`: compile in capture_file_write (--capture write); off, the
         verifier drops that code and write syscalls cost what they did without it.
-        `net_snaplen`: bytes of each packet the kernel sends (network events, pcap)."""
+        `net_snaplen`: bytes of each packet the kernel sends (network events, pcap).
+        `before_attach`: runs once the maps exist, before any program is attached."""
         check_environment()
         try:
             obj = BpfObject.open(bpf_object_path())
@@ -185,6 +187,8 @@ class Tracer:
                                                    int(d.id in _CAPTURE_WRITE_IDS),
                                                    DERIVED_FROM_SYSCALL.get(d.id, 0)))
         self.apply(runtime)  # before attaching: no event is decided on half-written maps
+        if before_attach is not None:
+            before_attach()
         for prog, tp in PROGRAMS:
             if prog in TP_BTF:
                 obj.program(prog).attach()

@@ -108,6 +108,15 @@ class ContainerManager:
                 found.append(c)
         return found
 
+    def seed_kernel(self, cgroups: dict[str, int]) -> None:
+        """Before the programs attach: tell the kernel which cgroups are containers, so
+        container scopes hold from the first event. scan() records them after attach."""
+        if self.on_state is None:
+            return
+        for path, cgid in cgroups.items():
+            if parse_container_id(path) is not None:
+                self.on_state(cgid, EXISTED)
+
     def on_mkdir(self, cgroup_id: int, path: str) -> Container | None:
         """A new v2 cgroup: a Container when its path names one."""
         known = self._by_cgroup.get(cgroup_id)

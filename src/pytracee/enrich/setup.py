@@ -54,6 +54,14 @@ class Enrichment:
         self._enricher = Enricher(self.tree, self.manager, event_bits, self.opts.wait_s)
         return self._enricher
 
+    def seed_kernel(self) -> None:
+        """Before the programs are attached (Tracer.load's before_attach): the kernel's
+        container table, so that `container`/`not-container` scopes are right for the
+        events that come before start() has scanned."""
+        root = cgroupfs.v2_mount()
+        if self.manager is not None and root:
+            self.manager.seed_kernel(cgroupfs.walk(root))
+
     def start(self, runtime: PolicyRuntime) -> None:
         """After the programs are attached (so nothing falls between the scan and
         the first signal): seed from /proc and cgroupfs, start runtime lookups."""
