@@ -35,7 +35,6 @@ import json
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -155,18 +154,13 @@ CASES: list[tuple[str, str, Callable[[argparse.Namespace], dict]]] = [
 ]
 
 
-def med(runs: list[dict], key: str) -> float | None:
-    vals = [r[key] for r in runs if key in r]
-    return statistics.median(vals) if vals else None
-
-
 def span(runs: list[dict], key: str, fmt: str) -> str:
     vals = [r[key] for r in runs if key in r]
     return f"{fmt.format(min(vals))}..{fmt.format(max(vals))}" if vals else "-"
 
 
 def render(ctx: argparse.Namespace, results: dict[str, list[dict]]) -> str:
-    base = med(results.get("untraced", []), "load_s")
+    base = storm.median_of(results.get("untraced", []), "load_s")
     lines = [
         f"network load: kernel {platform.release()}, 2 CPUs, runs={ctx.runs}; "
         f"{ctx.requests} HTTP requests on new TCP connections over loopback",
@@ -181,11 +175,11 @@ def render(ctx: argparse.Namespace, results: dict[str, list[dict]]) -> str:
         if not runs:
             lines.append(f"| {label:26s} | not run: {ctx.skipped.get(key, 'failed')} |")
             continue
-        load = med(runs, "load_s")
+        load = storm.median_of(runs, "load_s")
         slow = f"{load / base:.2f}x" if base and load else "-"
 
         def num(k: str, fmt: str = "{:,.0f}") -> str:
-            v = med(runs, k)
+            v = storm.median_of(runs, k)
             return fmt.format(v) if v is not None else "-"
         lines.append(f"| {label:26s} | {load:6.3f} | {span(runs, 'load_s', '{:.3f}'):>12s} | "
                      f"{slow:>8s} | {ctx.requests / load:10,.0f} | {num('packets'):>12s} | "

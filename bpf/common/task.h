@@ -37,14 +37,16 @@ static __always_inline __u64 task_start_time(struct task_struct *t)
  * storage: freed with the task). They change only with the task's parent
  * (reparenting: ppid, parent start), its nsproxy (setns, unshare: mount ns) or an
  * exec (which may make a thread the group leader: pid, tid, leader start), so an
- * entry is used only while the first two are as recorded, and exec drops it. */
+ * entry is used only while the first two are as recorded, and exec marks it stale.
+ * It keeps the header's task span (start_time .. pid_ns) whole; the fields in it
+ * that are cheap to read (cgroup, host pid/tid, uid/gid) are written after it. */
+#define TASK_SPAN_START __builtin_offsetof(struct event_header, start_time)
+#define TASK_SPAN_LEN (__builtin_offsetof(struct event_header, comm) - TASK_SPAN_START)
+
 struct task_ctx_cache {
     __u64 nsproxy;
     __u64 parent;
-    __u64 start_time;
-    __u64 leader_start_time;
-    __u64 parent_start_time;
-    __u32 pid, tid, ppid, host_ppid, mnt_ns, pid_ns;
+    __u8 span[TASK_SPAN_LEN];
 };
 
 struct {
@@ -79,15 +81,7 @@ __noinline int fill_task_ctx(struct event_header *h)
     struct task_ctx_cache *c = bpf_task_storage_get(&task_ctx, bpf_get_current_task_btf(), 0,
                                                     lifecycle ? 0 : BPF_LOCAL_STORAGE_GET_F_CREATE);
     if (c && c->nsproxy == nsproxy && c->parent == (__u64)parent) {
-        h->start_time = c->start_time;
-        h->leader_start_time = c->leader_start_time;
-        h->parent_start_time = c->parent_start_time;
-        h->host_ppid = c->host_ppid;
-        h->tid = c->tid;
-        h->pid = c->pid;
-        h->ppid = c->ppid;
-        h->mnt_ns = c->mnt_ns;
-        h->pid_ns = c->pid_ns;
+        __builtin_memcpy((__u8 *)h + TASK_SPAN_START, c->span, TASK_SPAN_LEN);
         return 0;
     }
     h->start_time = task_start_time(t);
@@ -102,15 +96,7 @@ __noinline int fill_task_ctx(struct event_header *h)
     if (c) {
         c->nsproxy = nsproxy;
         c->parent = (__u64)parent;
-        c->start_time = h->start_time;
-        c->leader_start_time = h->leader_start_time;
-        c->parent_start_time = h->parent_start_time;
-        c->host_ppid = h->host_ppid;
-        c->tid = h->tid;
-        c->pid = h->pid;
-        c->ppid = h->ppid;
-        c->mnt_ns = h->mnt_ns;
-        c->pid_ns = h->pid_ns;
+        __builtin_memcpy(c->span, (__u8 *)h + TASK_SPAN_START, TASK_SPAN_LEN);
     }
     return 0;
 }
@@ -131,7 +117,6 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
     h->host_pid = pid_tgid >> 32;
     h->uid = (__u32)uid_gid;
     h->gid = uid_gid >> 32;
-    h->event_id = event_id;
     h->syscall = syscall;
     h->cpu = bpf_get_smp_processor_id();
     h->policies_version = version;

@@ -7,11 +7,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytracee.capture import Capture
 from pytracee.capture.options import CaptureOptions
 from pytracee.cli import net_snaplen, network_stage, policy_runtime
 from pytracee.ebpf.tracer import Tracer, boot_offset_ns
 from pytracee.events.decoder import Decoder
-from pytracee.events.definitions import EVENTS, NET_PACKET_BASE
+from pytracee.events.definitions import EVENTS
 from pytracee.events.event import Event
 from pytracee.pipeline import Pipeline
 
@@ -42,7 +43,7 @@ class Session:
         runtime = policy_runtime(0, [str(p) for p in policies], events, scope)
         capture = capture or CaptureOptions()
         if capture.network:
-            runtime.add_capture_inputs([NET_PACKET_BASE])
+            Capture(capture).prepare(runtime)  # the kernel sends every packet in scope, as pytracee
         self.tracer = Tracer(ring_bytes=ring_bytes)
         self.network = network_stage(capture, 5000, lambda v: self.pipeline.runtimes.get(v))
         self.tracer.load(runtime, exec_env=exec_env, net_snaplen=net_snaplen(capture))

@@ -29,6 +29,7 @@ _DERIVED = {d.EVENTS[eid].name: (eid, d.EVENTS[eid], tuple(a.name for a in d.EVE
 _NEEDS_DNS = frozenset({d.BY_NAME["net_flow_tcp_begin"].id, d.BY_NAME["net_flow_tcp_end"].id,
                         d.NET_TCP_CONNECT})
 _BASES = frozenset(d.NET_BASES)
+_TOUCHED = _BASES | {d.SECURITY_SOCKET_CONNECT}
 SOCK_STREAM = 1
 _AF_INET = {"AF_INET", "AF_INET6"}
 
@@ -54,6 +55,8 @@ class NetworkStage:
         self._connect_keep: dict[int, int] = {}  # version -> security_socket_connect bits kept
 
     def process(self, events: list[Event]) -> list[Event]:
+        if _TOUCHED.isdisjoint({ev.event_id for ev in events}):
+            return events  # the usual batch: nothing here for this stage (one C-level pass)
         out: list[Event] = []
         append = out.append
         for ev in events:
