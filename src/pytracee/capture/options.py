@@ -21,7 +21,7 @@ A leading `artifact:` is accepted (Tracee's legacy spelling), so is a comma list
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytracee.errors import UsageError
@@ -117,68 +117,58 @@ def _dir(value: str, token: str, opts: CaptureOptions) -> None:
     opts.dir = value
 
 
-def _legacy(item: str, opts: CaptureOptions) -> None:
-    """One --capture value (Tracee v0.24)."""
-    body = item.removeprefix("artifact:")
-    if body.startswith("dir:"):
-        _dir(body[4:], item, opts)
-    elif body == "clear-dir":
-        opts.clear_dir = True
-    elif body == "exec":
-        opts.exec = True
-    elif body == "mem":
-        opts.mem = True
-    elif body == "write":
-        opts.write = True
-    elif body.startswith("write="):
-        _prefix(body[6:], item, opts)
-    elif body in ("network", "net"):
-        opts.network = True
-    elif body.startswith("pcap:"):
-        _split(body[5:], item, opts)
-    elif body in PCAP_SPLITS and opts._split_given:  # pcap:process,command
-        _split(body, item, opts)
-    elif body.startswith("pcap-snaplen:"):
-        _snaplen(body[13:], item, opts)
-    elif body.startswith("pcap-options:"):
-        _pcap_options(body[13:], item, opts)
-    else:
-        _unknown(body.split("=", 1)[0].split(":", 1)[0], item,
-                 "exec, write, write=/prefix*, mem, network, pcap:SPLIT, pcap-snaplen:N, "
-                 "dir:/path, clear-dir")
+def _write_filter(value: str, token: str, opts: CaptureOptions) -> None:
+    if not value.startswith("path="):
+        raise UsageError("pytracee filters captured writes by path only "
+                         "(file-write.filters=path=/prefix*)", token=token)
+    _prefix(value[5:], token, opts)
 
 
-def _artifact(item: str, opts: CaptureOptions) -> None:
-    """One --artifacts value (Tracee HEAD)."""
-    if item.startswith("dir.path="):
-        _dir(item[9:], item, opts)
-    elif item == "dir.clear":
-        opts.clear_dir = True
-    elif item == "executable":
-        opts.exec = True
-    elif item == "memory-regions":
-        opts.mem = True
-    elif item == "file-write":
-        opts.write = True
-    elif item.startswith("file-write.filters="):
-        flt = item[len("file-write.filters="):]
-        if not flt.startswith("path="):
-            raise UsageError("pytracee filters captured writes by path only "
-                             "(file-write.filters=path=/prefix*)", token=item)
-        _prefix(flt[5:], item, opts)
-    elif item == "network":
-        opts.network = True
-    elif item.startswith("network.pcap.split="):
-        _split(item[len("network.pcap.split="):], item, opts)
-    elif item.startswith("network.pcap.snaplen="):
-        _snaplen(item[len("network.pcap.snaplen="):], item, opts)
-    elif item.startswith("network.pcap.options="):
-        _pcap_options(item[len("network.pcap.options="):], item, opts)
-    else:
-        _unknown(item.split("=", 1)[0].split(".", 1)[0], item,
-                 "executable, file-write, file-write.filters=path=/prefix*, memory-regions, "
-                 "network, network.pcap.split=SPLIT, network.pcap.snaplen=N, "
-                 "dir.path=/path, dir.clear")
+_Setter = Callable[[str, str, CaptureOptions], None]
+
+
+@dataclass(frozen=True)
+class _Spelling:
+    """One flag's words: bare words that switch an option on (-> attribute), and
+    prefixes whose value a setter takes."""
+
+    flags: dict[str, str]
+    values: tuple[tuple[str, _Setter], ...]
+    known: str  # for the error message
+    name_end: str  # what ends an option's name in an unknown value ("." or ":")
+    bare_splits: bool = False  # pcap:process,command: later layouts come bare
+
+    def parse(self, item: str, body: str, opts: CaptureOptions) -> None:
+        attr = self.flags.get(body)
+        if attr is not None:
+            setattr(opts, attr, True)
+            return
+        for prefix, setter in self.values:
+            if body.startswith(prefix):
+                setter(body[len(prefix):], item, opts)
+                return
+        if self.bare_splits and body in PCAP_SPLITS and opts._split_given:
+            _split(body, item, opts)
+            return
+        _unknown(body.split("=", 1)[0].split(self.name_end, 1)[0], item, self.known)
+
+
+_LEGACY = _Spelling(  # --capture (Tracee v0.24); "artifact:" may lead
+    {"clear-dir": "clear_dir", "exec": "exec", "mem": "mem", "write": "write",
+     "network": "network", "net": "network"},
+    (("dir:", _dir), ("write=", _prefix), ("pcap:", _split), ("pcap-snaplen:", _snaplen),
+     ("pcap-options:", _pcap_options)),
+    "exec, write, write=/prefix*, mem, network, pcap:SPLIT, pcap-snaplen:N, dir:/path, clear-dir",
+    ":", bare_splits=True)
+_ARTIFACTS = _Spelling(  # --artifacts (Tracee HEAD)
+    {"dir.clear": "clear_dir", "executable": "exec", "memory-regions": "mem",
+     "file-write": "write", "network": "network"},
+    (("dir.path=", _dir), ("file-write.filters=", _write_filter),
+     ("network.pcap.split=", _split), ("network.pcap.snaplen=", _snaplen),
+     ("network.pcap.options=", _pcap_options)),
+    "executable, file-write, file-write.filters=path=/prefix*, memory-regions, network, "
+    "network.pcap.split=SPLIT, network.pcap.snaplen=N, dir.path=/path, dir.clear",
+    ".")
 
 
 def _unknown(name: str, item: str, known: str) -> None:
@@ -191,13 +181,14 @@ def _unknown(name: str, item: str, known: str) -> None:
 def parse_capture(capture: Sequence[str] = (), artifacts: Sequence[str] = ()) -> CaptureOptions:
     """Both spellings into one set of options; UsageError names the first bad value."""
     opts = CaptureOptions()
-    for values, parse in ((capture, _legacy), (artifacts, _artifact)):
+    for values, spelling in ((capture, _LEGACY), (artifacts, _ARTIFACTS)):
         for raw in values:
             for item in raw.split(","):
                 item = item.strip()
                 if not item:
                     raise UsageError("empty capture option", token=raw)
-                parse(item, opts)
+                body = item.removeprefix("artifact:") if spelling is _LEGACY else item
+                spelling.parse(item, body, opts)
     if opts.clear_dir and os.path.realpath(opts.dir) == "/":
         raise UsageError("refusing to clear '/' as the capture directory", token=opts.dir)
     return opts
