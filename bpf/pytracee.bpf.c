@@ -243,11 +243,11 @@ __noinline __u64 scope_match_task(__u32 version, __u64 policies, struct event_he
     res = range_pass(res, c->pid_range, c->pid_min, c->pid_max, tgid);
     if (res & c->has_filter[SCOPE_MNTNS])
         res = num_field_pass(c, slot, SCOPE_MNTNS,
-                             h ? h->mnt_ns : BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum), res);
+                             h ? h->mnt_ns : KPTR(struct task_struct, t)->nsproxy->mnt_ns->ns.inum, res);
     if (res & c->has_filter[SCOPE_PIDNS])
         res = num_field_pass(c, slot, SCOPE_PIDNS, h ? h->pid_ns : task_pid_ns(t), res);
     if (res & c->new_pid) {
-        __u64 start = h ? h->leader_start_time : task_start_time(BPF_CORE_READ(t, group_leader));
+        __u64 start = h ? h->leader_start_time : KPTR(struct task_struct, t)->group_leader->start_boottime;
         if (start <= c->start_time)
             res &= ~c->new_pid;
     }
@@ -375,24 +375,26 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     struct event_fetch *ef = fetch_cfg(id);
     if (!ef)
         return 0;
-    __u64 policies = event_policies(version, id);
-    if (ef->derived)
-        policies |= event_policies(version, ef->derived);
+    __u32 derived = ef->derived;
+    __u64 own_pol = event_policies(version, id);
+    __u64 dpol = 0; /* FETCH_AT_EXIT: scoped and built at sys_exit, nothing saved */
+    if (derived && !(ef->flags & FETCH_AT_EXIT))
+        dpol = event_policies(version, derived);
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     /* --capture write: every policy's scope; compiled out unless it is on. */
     __u64 cap = 0;
-    if (cfg_capture_write && ef->capture)
+    if (cfg_capture_write && (ef->flags & FETCH_CAPTURE))
         cap = event_policies(version, EVENT_CAPTURE_FILE_WRITE);
-    policies |= cap;
+    __u64 policies = own_pol | dpol | cap;
     if (!policies)
         return 0;
     /* ia32 syscall numbers name other syscalls: not ours to decode (yet). */
-    if (BPF_CORE_READ(t, thread_info.status) & TS_COMPAT)
+    if (KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT)
         return 0;
     __u64 matched = scope_match(version, policies);
     if (!matched)
         return 0;
 
-    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     __u64 args[6];
     args[0] = regs->di;
     args[1] = regs->si;
@@ -402,25 +404,25 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     args[5] = regs->r9;
 
     if (ef->submit_on_enter) {
-        __u64 own = matched & event_policies(version, id);
+        __u64 own = matched & own_pol;
         if (own)
             emit_syscall(t, ef, id, args, own, version, 0);
         /* exec: still save, for the process_execute_failed of a call that fails */
-        if (!ef->derived || !(matched & event_policies(version, ef->derived)))
+        if (!(matched & dpol))
             return 0;
     }
-    __s64 state = derived_enter_state(t, ef->derived, id, args);
+    __s64 state = derived_enter_state(t, derived, id, args);
     if (cfg_capture_write && (cap &= matched)) {
         struct file *wf = fd_file(t, args[0]); /* only regular files are captured */
         if (!wf || (file_mode(wf) & 0170000) != S_IFREG)
             cap = 0;
     }
     /* Nothing to save when only the derived event was wanted and it cannot happen. */
-    if (state == STATE_NO_EVENT && !(matched & event_policies(version, id)) && !cap)
+    if (state == STATE_NO_EVENT && !(matched & own_pol) && !cap)
         return 0;
 
-    __u64 own = ef->submit_on_enter ? 0 : matched & event_policies(version, id); /* exec: sent */
-    __u64 sec = ef->derived ? matched & event_policies(version, ef->derived) : 0;
+    __u64 own = ef->submit_on_enter ? 0 : matched & own_pol; /* exec: sent */
+    __u64 sec = matched & dpol;
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
     if (sa) {
@@ -437,8 +439,8 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
                                .version = version, .state = state};
     __builtin_memcpy(fresh.args, args, sizeof(args));
     if (bpf_map_update_elem(&task_args, &tid, &fresh, BPF_ANY)) /* table full: say so */
-        count_stat(STAT_LOST_OTHER, (event_policies(version, id) & matched) ? id
-                                    : sec ? ef->derived : EVENT_CAPTURE_FILE_WRITE);
+        count_stat(STAT_LOST_OTHER, (own_pol & matched) ? id
+                                    : sec ? derived : EVENT_CAPTURE_FILE_WRITE);
     return 0;
 }
 
@@ -489,7 +491,7 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
 {
     if (ret < 0 && id != NR_CONNECT) /* a non-blocking connect returns -EINPROGRESS */
         return;
-    if (BPF_CORE_READ(t, thread_info.status) & TS_COMPAT)
+    if (KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT)
         return; /* a 32-bit call: these numbers are other syscalls there */
     __u64 policies = net_policies(version);
     if (!policies)
@@ -498,6 +500,11 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
                                                                       : regs->di;
     track_socket(t, fd, version, scope_match(version, policies));
 }
+
+static __always_inline void exit_saved(struct task_struct *t, struct event_fetch *ef, long id,
+                                       struct saved_args *sa, __s64 ret);
+static __always_inline void derive_at_exit(__u32 derived, long id, struct pt_regs *regs,
+                                           __s64 ret, __u32 version);
 
 SEC("tp_btf/sys_exit")
 int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
@@ -526,33 +533,67 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     __u32 derived = ef->derived;
     if (!(wants & INTEREST_EXIT))
         return 0;
+    __s64 ret = ctx->args[1];
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
-    if (!sa || sa->syscall != id)
-        return 0;
+    if (sa && sa->syscall == id)
+        exit_saved(t, ef, id, sa, ret);
+    if (derived && (ef->flags & FETCH_AT_EXIT) && ret >= 0)
+        derive_at_exit(derived, id, regs, ret, version);
+    return 0;
+}
+
+/* A call saved at sys_enter: its own event, the derived event and the write
+ * capture, each for the policies fixed at entry. */
+static __always_inline void exit_saved(struct task_struct *t, struct event_fetch *ef, long id,
+                                       struct saved_args *sa, __s64 ret)
+{
+    __u32 derived = (ef->flags & FETCH_AT_EXIT) ? 0 : ef->derived;
     sa->syscall = -1;
     __u64 args[6];
     __builtin_memcpy(args, sa->args, sizeof(args));
     __u32 ver = sa->version;
     __u64 own = sa->own, sec = sa->sec, cap = sa->cap;
-    __s64 ret = ctx->args[1];
     if (own)
         emit_syscall(t, ef, id, args, own, ver, ret);
-    if (derived) {
-        if (sec)
-        {
-            struct derived_call dc = {.matched = sec, .ret = ret, .state = sa->state, .id = id,
-                                      .derived = derived, .version = ver};
-            __builtin_memcpy(dc.args, args, sizeof(args));
-            emit_derived(&dc);
-        }
+    if (derived && sec) {
+        struct derived_call dc = {.matched = sec, .ret = ret, .state = sa->state, .id = id,
+                                  .derived = derived, .version = ver};
+        __builtin_memcpy(dc.args, args, sizeof(args));
+        emit_derived(&dc);
     }
     if (cfg_capture_write && cap && ret > 0) {
         struct capture_call cc = {.matched = cap, .ret = ret, .id = id, .version = ver};
         __builtin_memcpy(cc.args, args, sizeof(args));
         emit_capture_write(&cc);
     }
-    return 0;
+}
+
+/* FETCH_AT_EXIT: scoped now, under the active set; the arguments are read from the
+ * registers, which the kernel leaves as the caller set them for these calls (a
+ * tracer cannot change them between the two tracepoints: ptrace stops come before
+ * sys_enter and after sys_exit). */
+static __always_inline void derive_at_exit(__u32 derived, long id, struct pt_regs *regs,
+                                           __s64 ret, __u32 version)
+{
+    __u64 policies = event_policies(version, derived);
+    if (!policies)
+        return;
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+    if (KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT)
+        return; /* a 32-bit call: these numbers are other syscalls there */
+    __u64 matched = scope_match(version, policies);
+    if (!matched)
+        return;
+    struct derived_call dc = {.matched = matched, .ret = ret, .id = id, .derived = derived,
+                              .version = version};
+    dc.args[0] = regs->di;
+    dc.args[1] = regs->si;
+    dc.args[2] = regs->dx;
+    dc.args[3] = regs->r10;
+    dc.args[4] = regs->r8;
+    dc.args[5] = regs->r9;
+    emit_derived(&dc);
 }
 
 static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id);
@@ -562,6 +603,9 @@ static __always_inline struct event_buf *begin_signal_event(struct task_struct *
 static __always_inline void clone_ns_event(struct task_struct *t, struct task_struct *parent,
                                            struct task_struct *child)
 {
+    /* The namespaces read here all hang off nsproxy: one shared means none changed. */
+    if (KPTR(struct task_struct, child)->nsproxy == KPTR(struct task_struct, parent)->nsproxy)
+        return;
     __u32 before[6], now[6];
     read_ns(parent, before);
     read_ns(child, now);
@@ -581,10 +625,11 @@ static __always_inline void clone_ns_event(struct task_struct *t, struct task_st
 static __always_inline __u32 put_task_ids(struct event_buf *b, __u32 off, __u8 idx,
                                           struct task_struct *t)
 {
-    struct task_struct *leader = BPF_CORE_READ(t, group_leader);
-    off = put_int(b, off, idx, BPF_CORE_READ(t, pid));
+    struct task_struct *tk = KPTR(struct task_struct, t);
+    struct task_struct *leader = tk->group_leader;
+    off = put_int(b, off, idx, tk->pid);
     off = put_int(b, off, idx + 1, task_ns_tid(t));
-    off = put_int(b, off, idx + 2, BPF_CORE_READ(t, tgid));
+    off = put_int(b, off, idx + 2, tk->tgid);
     off = put_int(b, off, idx + 3, task_ns_tid(leader));
     return put_int(b, off, idx + 4, task_start_time(t));
 }
@@ -602,10 +647,11 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
     /* A new process inherits what its parent is followed for, in both slots
      * (a reload may be switching sets right now), plus the active set's follow
      * policies its parent is in scope for. */
-    __u32 child_pid = BPF_CORE_READ(child, pid);
-    __u32 child_tgid = BPF_CORE_READ(child, tgid);
+    struct task_struct *ck = KPTR(struct task_struct, child);
+    __u32 child_pid = ck->pid;
+    __u32 child_tgid = ck->tgid;
     if (child_pid == child_tgid) {
-        __u32 ptgid = BPF_CORE_READ(parent, tgid);
+        __u32 ptgid = KPTR(struct task_struct, parent)->tgid;
         struct follow_bits *pf = bpf_map_lookup_elem(&follow_map, &ptgid);
         struct follow_bits fb = {};
         if (pf) {
@@ -642,19 +688,19 @@ int trace_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
     __u32 off;
     if (!matched) {
         /* Only the process tree wants it: the child and its parent process, no more. */
-        struct task_struct *pp = BPF_CORE_READ(child, real_parent, group_leader);
-        off = put_int(b, 0, 5, BPF_CORE_READ(child, pid));                   /* child_tid */
+        struct task_struct *pp = ck->real_parent->group_leader;
+        off = put_int(b, 0, 5, child_pid);                                   /* child_tid */
         off = put_int(b, off, 7, child_tgid);                                /* child_pid */
-        off = put_int(b, off, 9, task_start_time(child));                    /* start_time */
-        off = put_int(b, off, 12, BPF_CORE_READ(pp, tgid));                  /* parent_process_pid */
-        off = put_int(b, off, 14, task_start_time(pp));                      /* parent_process_start_time */
+        off = put_int(b, off, 9, ck->start_boottime);                        /* start_time */
+        off = put_int(b, off, 12, pp->tgid);                                 /* parent_process_pid */
+        off = put_int(b, off, 14, pp->start_boottime);                       /* parent_process_start_time */
         submit(b, off);
         return 0;
     }
     off = put_task_ids(b, 0, 0, parent);                                     /* parent_* */
     off = put_task_ids(b, off, 5, child);                                    /* child_*, start_time */
-    off = put_task_ids(b, off, 10, BPF_CORE_READ(child, real_parent, group_leader)); /* parent_process_* */
-    off = put_task_ids(b, off, 15, BPF_CORE_READ(child, group_leader));      /* leader_* */
+    off = put_task_ids(b, off, 10, ck->real_parent->group_leader);          /* parent_process_* */
+    off = put_task_ids(b, off, 15, ck->group_leader);                       /* leader_* */
     submit(b, off);
     return 0;
 }
@@ -822,7 +868,7 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
     __u64 pid_tgid = bpf_get_current_pid_tgid();
     __u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
-    int group_dead = BPF_CORE_READ(t, signal, live.counter) == 0;
+    int group_dead = KPTR(struct task_struct, t)->signal->live.counter == 0;
 
     __u32 version = active_version();
     __u64 matched = scope_match(version, event_policies(version, EVENT_SCHED_PROCESS_EXIT));
@@ -834,7 +880,7 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
             b->hdr.matched_policies = matched;
             if (signal)
                 b->hdr.flags |= EV_FLAG_SIGNAL;
-            __u32 code = BPF_CORE_READ(t, exit_code);
+            __u32 code = KPTR(struct task_struct, t)->exit_code;
             __u32 off = put_int(b, 0, 0, (code >> 8) & 0xff); /* exit_code */
             off = put_int(b, off, 1, code & 0x7f);            /* signal_code */
             off = put_int(b, off, 2, group_dead);             /* process_group_exit */

@@ -103,9 +103,13 @@ enum arg_kind {
 struct event_fetch {
     __u8 arg_kinds[6];
     __u8 submit_on_enter; /* execve/exit: the image or the task is gone at sys_exit */
-    __u8 capture;         /* a write syscall whose bytes --capture write copies (capture_file_write) */
+    __u8 flags;           /* FETCH_* */
     __u32 derived;        /* the security event built from this syscall at sys_exit, or 0 */
 };
+#define FETCH_CAPTURE 1   /* a write syscall whose bytes --capture write copies (capture_file_write) */
+#define FETCH_AT_EXIT 2   /* the derived event needs nothing from sys_enter (the call's result
+                           * and its argument registers, unchanged at sys_exit): it is scoped
+                           * and built at sys_exit, with no per-call save */
 
 /* Policy sets are versioned so a reload swaps them atomically: the maps that
  * depend on policies have two slots, the active version picks one

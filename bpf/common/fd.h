@@ -12,10 +12,10 @@ static __always_inline struct file *fd_file(struct task_struct *t, __s64 fd)
 {
     if (fd < 0)
         return NULL;
-    struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-    if ((__u64)fd >= BPF_CORE_READ(fdt, max_fds))
+    struct fdtable *fdt = KPTR(struct task_struct, t)->files->fdt;
+    if ((__u64)fd >= fdt->max_fds)
         return NULL;
-    struct file **fds = BPF_CORE_READ(fdt, fd);
+    struct file **fds = fdt->fd;
     struct file *f = NULL;
     bpf_core_read(&f, sizeof(f), &fds[fd]);
     return f;
@@ -23,7 +23,7 @@ static __always_inline struct file *fd_file(struct task_struct *t, __s64 fd)
 
 static __always_inline __u16 file_mode(struct file *f)
 {
-    return BPF_CORE_READ(f, f_inode, i_mode);
+    return KPTR(struct file, f)->f_inode->i_mode;
 }
 
 static __always_inline struct socket *file_socket(struct file *f)
@@ -36,8 +36,8 @@ static __always_inline struct socket *file_socket(struct file *f)
 /* ctime of an inode in ns; the top bits of i_ctime_nsec are flags (multigrain). */
 static __always_inline __u64 inode_ctime(struct inode *inode)
 {
-    return BPF_CORE_READ(inode, i_ctime_sec) * 1000000000ULL +
-           (BPF_CORE_READ(inode, i_ctime_nsec) & 0x3fffffff);
+    struct inode *i = KPTR(struct inode, inode);
+    return i->i_ctime_sec * 1000000000ULL + (i->i_ctime_nsec & 0x3fffffff);
 }
 
 /* A socket's own (peer=0) or remote (peer=1) address, as a struct sockaddr. */

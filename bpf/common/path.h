@@ -7,6 +7,8 @@
 #ifndef PYTRACEE_PATH_H
 #define PYTRACEE_PATH_H
 
+#include "kread.h"
+
 #define PATH_BUF_SIZE 8192
 #define PATH_MAX_LEN 4096
 #define NAME_MASK 255
@@ -42,7 +44,8 @@ static long path_step(__u64 i, void *data)
     struct dentry *dentry = w->dentry;
     struct mount *mnt = w->mnt;
     struct dentry *mnt_root = w->mnt_root;
-    struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+    struct dentry *dk = KPTR(struct dentry, dentry);
+    struct dentry *parent = dk->d_parent;
     if (dentry == mnt_root || dentry == parent) {
         if (dentry != mnt_root) {
             w->complete = 1;
@@ -53,20 +56,21 @@ static long path_step(__u64 i, void *data)
             w->complete = 1;
             return 1; /* the namespace root */
         }
-        w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+        struct mount *uk = KPTR(struct mount, up);
+        w->dentry = KPTR(struct mount, mnt)->mnt_mountpoint;
         w->mnt = up;
-        w->mnt_parent = BPF_CORE_READ(up, mnt_parent);
+        w->mnt_parent = uk->mnt_parent;
         w->vfsmnt = &up->mnt;
-        w->mnt_root = BPF_CORE_READ(up, mnt.mnt_root);
+        w->mnt_root = uk->mnt.mnt_root;
         return 0;
     }
-    struct qstr name = BPF_CORE_READ(dentry, d_name);
-    __u32 len = name.len & NAME_MASK;
+    const unsigned char *nm = dk->d_name.name;
+    __u32 len = dk->d_name.len & NAME_MASK;
     __u32 off = w->off;
     if (off <= len + 1)
         return 1;
     off -= len;
-    bpf_probe_read_kernel(&w->pb->data[off & (PATH_MAX_LEN - 1)], len, name.name);
+    bpf_probe_read_kernel(&w->pb->data[off & (PATH_MAX_LEN - 1)], len, nm);
     off -= 1;
     w->pb->data[off & (PATH_MAX_LEN - 1)] = '/';
     w->off = off;
@@ -93,8 +97,8 @@ __noinline int resolve_path(__u64 dentry_addr, __u64 vfsmnt_addr)
         .dentry = dentry,
         .vfsmnt = vfsmnt,
         .mnt = mnt,
-        .mnt_parent = BPF_CORE_READ(mnt, mnt_parent),
-        .mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
+        .mnt_parent = KPTR(struct mount, mnt)->mnt_parent,
+        .mnt_root = KPTR(struct vfsmount, vfsmnt)->mnt_root,
         .off = PATH_MAX_LEN,
     };
     pb->data[PATH_MAX_LEN & (PATH_BUF_SIZE - 1)] = 0;
@@ -136,8 +140,10 @@ static __always_inline __u32 put_path(struct event_buf *b, __u32 off, __u8 idx, 
     struct dentry *d = NULL;
     struct vfsmount *m = NULL;
     if (p) {
-        d = BPF_CORE_READ(p, dentry);
-        m = BPF_CORE_READ(p, mnt);
+        struct path pp = {};
+        bpf_core_read(&pp, sizeof(pp), p); /* scalars: global functions take no BTF pointers */
+        d = pp.dentry;
+        m = pp.mnt;
     }
     int start = resolve_path((__u64)d, (__u64)m);
     struct path_buf *pb = path_buf();

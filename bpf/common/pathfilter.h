@@ -119,8 +119,10 @@ __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
 static __always_inline __u32 put_path_filtered(struct event_buf *b, __u32 off, __u8 idx,
                                                const struct path *p, __u32 event_idx)
 {
-    struct dentry *d = BPF_CORE_READ(p, dentry);
-    struct vfsmount *m = BPF_CORE_READ(p, mnt);
+    struct path pp = {};
+    bpf_core_read(&pp, sizeof(pp), p); /* scalars: global functions take no BTF pointers */
+    struct dentry *d = pp.dentry;
+    struct vfsmount *m = pp.mnt;
     int start = resolve_path((__u64)d, (__u64)m);
     struct path_buf *pb = path_buf();
     if (start < 0 || !pb)

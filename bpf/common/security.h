@@ -49,22 +49,22 @@ struct {
 
 static __always_inline void read_cred(struct task_struct *t, struct slim_cred *c)
 {
-    const struct cred *cr = BPF_CORE_READ(t, cred);
-    c->uid = BPF_CORE_READ(cr, uid.val);
-    c->gid = BPF_CORE_READ(cr, gid.val);
-    c->suid = BPF_CORE_READ(cr, suid.val);
-    c->sgid = BPF_CORE_READ(cr, sgid.val);
-    c->euid = BPF_CORE_READ(cr, euid.val);
-    c->egid = BPF_CORE_READ(cr, egid.val);
-    c->fsuid = BPF_CORE_READ(cr, fsuid.val);
-    c->fsgid = BPF_CORE_READ(cr, fsgid.val);
-    c->user_ns = BPF_CORE_READ(cr, user_ns, ns.inum);
-    c->securebits = BPF_CORE_READ(cr, securebits);
-    c->cap_inheritable = BPF_CORE_READ(cr, cap_inheritable.val);
-    c->cap_permitted = BPF_CORE_READ(cr, cap_permitted.val);
-    c->cap_effective = BPF_CORE_READ(cr, cap_effective.val);
-    c->cap_bounding = BPF_CORE_READ(cr, cap_bset.val);
-    c->cap_ambient = BPF_CORE_READ(cr, cap_ambient.val);
+    const struct cred *cr = KPTR(struct task_struct, t)->cred;
+    c->uid = cr->uid.val;
+    c->gid = cr->gid.val;
+    c->suid = cr->suid.val;
+    c->sgid = cr->sgid.val;
+    c->euid = cr->euid.val;
+    c->egid = cr->egid.val;
+    c->fsuid = cr->fsuid.val;
+    c->fsgid = cr->fsgid.val;
+    c->user_ns = cr->user_ns->ns.inum;
+    c->securebits = cr->securebits;
+    c->cap_inheritable = cr->cap_inheritable.val;
+    c->cap_permitted = cr->cap_permitted.val;
+    c->cap_effective = cr->cap_effective.val;
+    c->cap_bounding = cr->cap_bset.val;
+    c->cap_ambient = cr->cap_ambient.val;
 }
 
 /* No memcmp in BPF: compare as 64-bit words (sizes are multiples of 8). */
@@ -81,13 +81,13 @@ static __always_inline int words_differ(const void *a, const void *b, int words)
 
 static __always_inline void read_ns(struct task_struct *t, __u32 *ns)
 {
-    struct nsproxy *p = BPF_CORE_READ(t, nsproxy);
-    ns[0] = BPF_CORE_READ(p, mnt_ns, ns.inum);
-    ns[1] = BPF_CORE_READ(p, pid_ns_for_children, ns.inum);
-    ns[2] = BPF_CORE_READ(p, uts_ns, ns.inum);
-    ns[3] = BPF_CORE_READ(p, ipc_ns, ns.inum);
-    ns[4] = BPF_CORE_READ(p, net_ns, ns.inum);
-    ns[5] = BPF_CORE_READ(p, cgroup_ns, ns.inum);
+    struct nsproxy *p = KPTR(struct task_struct, t)->nsproxy;
+    ns[0] = p->mnt_ns->ns.inum;
+    ns[1] = p->pid_ns_for_children->ns.inum;
+    ns[2] = p->uts_ns->ns.inum;
+    ns[3] = p->ipc_ns->ns.inum;
+    ns[4] = p->net_ns->ns.inum;
+    ns[5] = p->cgroup_ns->ns.inum;
 }
 
 /* A path argument the way the kernel read it: absolute strings as they are,
@@ -167,14 +167,25 @@ static __always_inline __u32 mprotect_alert(__u32 prev, __u32 prot)
     return 0;
 }
 
+/* Whether the call's arguments alone rule its derived event out: checked before
+ * the scope, since most mmap and mprotect calls are settled by them. */
+static __always_inline int derived_args_rule_out(__u32 derived, long id, __u64 prot)
+{
+    if (derived != EVENT_MEM_PROT_ALERT)
+        return 0;
+    if (id == NR_MMAP) /* only a W+X mapping can alert */
+        return (prot & (PROT_WRITE | PROT_EXEC)) != (PROT_WRITE | PROT_EXEC);
+    return !(prot & PROT_EXEC); /* every mprotect alert ends executable */
+}
+
 static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 derived, long id,
                                                  __u64 *args)
 {
     if (derived == EVENT_MEM_PROT_ALERT) {
-        if (id == NR_MMAP) /* only a W+X mapping can alert */
-            return (args[2] & (PROT_WRITE | PROT_EXEC)) == (PROT_WRITE | PROT_EXEC) ? 0 : STATE_NO_EVENT;
-        if (!(args[2] & PROT_EXEC)) /* every mprotect alert ends executable */
+        if (derived_args_rule_out(derived, id, args[2]))
             return STATE_NO_EVENT;
+        if (id == NR_MMAP)
+            return 0;
         struct vma_info v = find_vma(args[0]); /* mprotect: protection before */
         return v.found ? (__s64)(v.flags & VM_PROT_MASK) : STATE_NO_EVENT;
     }
@@ -193,7 +204,7 @@ static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 de
     struct file *f = fd_file(t, args[0]);
     if (!f || (file_mode(f) & 0170000) != S_IFREG)
         return STATE_NO_EVENT;
-    __s64 pos = (id == NR_WRITE || id == NR_WRITEV) ? BPF_CORE_READ(f, f_pos)
+    __s64 pos = (id == NR_WRITE || id == NR_WRITEV) ? KPTR(struct file, f)->f_pos
                                                     : (__s64)args[3]; /* pwrite: an argument */
     return pos == 0 ? 0 : STATE_NO_EVENT;
 }
@@ -201,8 +212,9 @@ static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 de
 static __always_inline __u32 put_file_identity(struct event_buf *b, __u32 off, __u8 idx,
                                                struct inode *inode)
 {
-    off = put_int(b, off, idx, BPF_CORE_READ(inode, i_sb, s_dev));
-    return put_int(b, off, idx + 1, BPF_CORE_READ(inode, i_ino));
+    struct inode *i = KPTR(struct inode, inode);
+    off = put_int(b, off, idx, i->i_sb->s_dev);
+    return put_int(b, off, idx + 1, i->i_ino);
 }
 
 /* Arguments of the derived event; returns 0 when the event does not apply. */
@@ -215,11 +227,12 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         struct file *f = fd_file(t, ret); /* ret < 0: failed, no file: no event */
         if (!f)
             return 0;
-        struct inode *inode = BPF_CORE_READ(f, f_inode);
+        struct file *fk = KPTR(struct file, f);
+        struct inode *inode = fk->f_inode;
         off = put_path_filtered(b, off, 0, &f->f_path, 0);           /* pathname */
         if (!b->hdr.matched_policies)
             return 0;
-        off = put_int(b, off, 1, BPF_CORE_READ(f, f_flags));         /* flags */
+        off = put_int(b, off, 1, fk->f_flags);                       /* flags */
         off = put_file_identity(b, off, 2, inode);                   /* dev, inode */
         off = put_int(b, off, 4, inode_ctime(inode));                /* ctime */
         void *user_path = (void *)(id == NR_OPEN || id == NR_CREAT ? args[0] : args[1]);

@@ -2,12 +2,14 @@
 #ifndef PYTRACEE_TASK_H
 #define PYTRACEE_TASK_H
 
+#include "kread.h"
+
 static __always_inline struct upid task_upid(struct task_struct *t)
 {
     struct upid u = {};
-    struct pid *p = BPF_CORE_READ(t, thread_pid);
-    unsigned int level = BPF_CORE_READ(p, level);
-    bpf_core_read(&u, sizeof(u), &p->numbers[level]);
+    struct pid *p = KPTR(struct task_struct, t)->thread_pid;
+    unsigned int level = p->level;
+    bpf_core_read(&u, sizeof(u), &p->numbers[level]); /* a variable index: not a plain load */
     return u;
 }
 
@@ -19,18 +21,18 @@ static __always_inline __u32 task_ns_tid(struct task_struct *t)
 
 static __always_inline __u32 task_ns_tgid(struct task_struct *t)
 {
-    return task_ns_tid(BPF_CORE_READ(t, group_leader));
+    return task_ns_tid(KPTR(struct task_struct, t)->group_leader);
 }
 
 static __always_inline __u32 task_pid_ns(struct task_struct *t)
 {
     struct upid u = task_upid(t);
-    return BPF_CORE_READ(u.ns, ns.inum);
+    return u.ns ? KPTR(struct pid_namespace, u.ns)->ns.inum : 0;
 }
 
 static __always_inline __u64 task_start_time(struct task_struct *t)
 {
-    return BPF_CORE_READ(t, start_boottime);
+    return KPTR(struct task_struct, t)->start_boottime;
 }
 
 /* The parts of a task's header that take many pointer reads, kept per task (task
@@ -71,8 +73,9 @@ __noinline int fill_task_ctx(struct event_header *h)
     if (!h)
         return 0;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    struct task_struct *parent = BPF_CORE_READ(t, real_parent);
-    __u64 nsproxy = (__u64)BPF_CORE_READ(t, nsproxy);
+    struct task_struct *tk = KPTR(struct task_struct, t);
+    struct task_struct *parent = tk->real_parent;
+    __u64 nsproxy = (__u64)tk->nsproxy;
     /* Lifecycle events come once or twice per process: not worth a new entry (an
      * allocation); the events of a task's syscalls make one. */
     __u32 id = h->event_id;
@@ -85,13 +88,13 @@ __noinline int fill_task_ctx(struct event_header *h)
         return 0;
     }
     h->start_time = task_start_time(t);
-    h->leader_start_time = task_start_time(BPF_CORE_READ(t, group_leader));
-    h->parent_start_time = task_start_time(BPF_CORE_READ(parent, group_leader));
-    h->host_ppid = BPF_CORE_READ(parent, tgid);
+    h->leader_start_time = tk->group_leader->start_boottime;
+    h->parent_start_time = parent->group_leader->start_boottime;
+    h->host_ppid = parent->tgid;
     h->tid = task_ns_tid(t);
     h->pid = task_ns_tgid(t);
     h->ppid = task_ns_tgid(parent);
-    h->mnt_ns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+    h->mnt_ns = tk->nsproxy->mnt_ns->ns.inum;
     h->pid_ns = task_pid_ns(t);
     if (c) {
         c->nsproxy = nsproxy;
@@ -123,7 +126,7 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
     h->argnum = 0;
     h->flags = 0;
     bpf_get_current_comm(h->comm, sizeof(h->comm));
-    struct uts_namespace *uts = BPF_CORE_READ(t, nsproxy, uts_ns);
+    struct uts_namespace *uts = KPTR(struct task_struct, t)->nsproxy->uts_ns;
     bpf_probe_read_kernel_str(h->uts, sizeof(h->uts), uts->name.nodename);
 }
 

@@ -54,7 +54,7 @@ def test_event_header_matches_btf() -> None:
 def test_event_fetch_matches_btf() -> None:
     size, members = _btf_structs()["event_fetch"]
     assert size == wire.EVENT_FETCH.size
-    assert members == [("arg_kinds", 0), ("submit_on_enter", 6), ("capture", 7), ("derived", 8)]
+    assert members == [("arg_kinds", 0), ("submit_on_enter", 6), ("flags", 7), ("derived", 8)]
 
 
 def test_scope_config_matches_btf() -> None:

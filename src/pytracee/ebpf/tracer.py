@@ -20,6 +20,7 @@ from pytracee.events.definitions import (
     BY_NAME,
     CAPTURE_FILE_WRITE,
     CAPTURE_WRITE_SYSCALLS,
+    DERIVED_AT_EXIT,
     DERIVED_FROM_SYSCALL,
     EVENTS,
     NET_BASES,
@@ -121,16 +122,27 @@ def syscall_interest(bits: dict[int, int]) -> tuple[frozenset[int], frozenset[in
     whose calls it saves for sys_exit, and those whose raw sys_exit event is wanted.
     (Network events add INTEREST_SOCK on SOCKET_OWNER_SYSCALLS; see Tracer.apply.)"""
     wanted = {nr for nr in _SYSCALL_IDS if bits.get(nr)}
-    wanted |= {nr for nr, derived in DERIVED_FROM_SYSCALL.items() if bits.get(derived)}
     if bits.get(CAPTURE_FILE_WRITE):
         wanted |= _CAPTURE_WRITE_IDS
     enter = set(wanted)
+    for nr, derived in DERIVED_FROM_SYSCALL.items():
+        if bits.get(derived):
+            wanted.add(nr)
+            if derived not in DERIVED_AT_EXIT:  # those are built at sys_exit alone
+                enter.add(nr)
     if bits.get(SCHED_PROCESS_EXEC) or bits.get(BY_NAME["commit_creds"].id):
         enter |= {BY_NAME["execve"].id, BY_NAME["execveat"].id}  # prev_comm, creds before
     if bits.get(SYS_ENTER):
         enter |= _SYSCALL_IDS
     raw_exit = _SYSCALL_IDS if bits.get(SYS_EXIT) else frozenset()
     return frozenset(enter), frozenset(wanted), frozenset(raw_exit)
+
+
+def wakeup_bytes(ring_bytes: int) -> int:
+    """How much must wait in the ring before a record wakes the reader (bpf: submit()).
+    Below it the reader finds the records when its wait times out (Pipeline: at most
+    100 ms). An eighth of the ring leaves the reader 7/8 of it to catch up in."""
+    return ring_bytes // 8
 
 
 class Tracer:
@@ -174,6 +186,8 @@ class Tracer:
         obj.set_global(".rodata", "cfg_capture_write", int(capture_write).to_bytes(4, "little"))
         snap = max(1, min(net_snaplen, MAX_NET_SNAPLEN))
         obj.set_global(".rodata", "cfg_net_snaplen", snap.to_bytes(4, "little"))
+        obj.set_global(".rodata", "cfg_wakeup_bytes",
+                       wakeup_bytes(self.ring_bytes).to_bytes(4, "little"))
         try:
             obj.load()
         except BpfError as exc:
@@ -182,10 +196,11 @@ class Tracer:
         for d in EVENTS.values():
             if d.syscall:
                 kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
+                derived = DERIVED_FROM_SYSCALL.get(d.id, 0)
+                flags = ((wire.FETCH_CAPTURE if d.id in _CAPTURE_WRITE_IDS else 0)
+                         | (wire.FETCH_AT_EXIT if derived in DERIVED_AT_EXIT else 0))
                 fetch.update(d.id.to_bytes(4, "little"),
-                             wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter),
-                                                   int(d.id in _CAPTURE_WRITE_IDS),
-                                                   DERIVED_FROM_SYSCALL.get(d.id, 0)))
+                             wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter), flags, derived))
         self.apply(runtime)  # before attaching: no event is decided on half-written maps
         if before_attach is not None:
             before_attach()

@@ -335,6 +335,10 @@ BY_NAME: dict[str, EventDef] = {ev.name: ev for ev in EVENTS.values()}
 # syscall id -> the security event built from it (one per syscall, by construction).
 DERIVED_FROM_SYSCALL: dict[int, int] = {
     BY_NAME[sc].id: ev.id for ev in _SECURITY_EVENTS for sc in ev.derived_from}
+# Security events the kernel builds at sys_exit from the call's result and its argument
+# registers alone: nothing is saved at sys_enter for them (bpf: FETCH_AT_EXIT). Opens
+# are the most frequent calls a security policy selects.
+DERIVED_AT_EXIT = frozenset({BY_NAME["security_file_open"].id})
 # Kernel header spellings of syscalls Tracee renamed, accepted by lookup(). Not
 # "afs_syscall": Tracee uses that name for the 32-bit-only syscall, which we lack.
 _NOT_ALIASES = frozenset({"afs_syscall"})

@@ -66,8 +66,9 @@ U16 = struct.Struct("<H")
 U64 = struct.Struct("<Q")
 INT_PAIR = struct.Struct("<ii")
 
-# struct event_fetch { u8 arg_kinds[6]; u8 submit_on_enter; u8 capture; u32 derived; }
+# struct event_fetch { u8 arg_kinds[6]; u8 submit_on_enter; u8 flags; u32 derived; }
 EVENT_FETCH = struct.Struct("<6BBBI")
+FETCH_CAPTURE, FETCH_AT_EXIT = 1, 2  # event_fetch.flags
 POLICY_SLOTS = 2  # policy-dependent maps have two slots: slot = version & 1
 
 # enum stat_kind; stats key = kind * MAX_EVENT_ID + event_id
