@@ -210,44 +210,12 @@ static __always_inline void count_stat(__u32 kind, __u32 event_id)
         *v += 1;
 }
 
-/* Waking the reader costs the traced task an irq_work (a self-IPI: a VM exit on a
- * virtual machine) and the reader a context switch; one per event was most of what
- * tracing a few thousand events a second cost. So a record wakes the reader only
- * when the last wakeup is WAKEUP_QUIET_NS old (the first event after a quiet spell
- * still arrives at once), or, with cfg_wakeup_bytes waiting, WAKEUP_FULL_NS old.
- * Other records wait for the next wakeup or for the reader's own look at the ring
- * when its wait times out (user space: at most 100 ms). */
-#define WAKEUP_QUIET_NS 10000000ULL
-#define WAKEUP_FULL_NS 1000000ULL
-const volatile __u32 cfg_wakeup_bytes = 0; /* set before load; 0: the kernel's own rule */
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u64);
-} last_wakeup SEC(".maps"); /* boot ns; racy across CPUs, which costs an extra wakeup at worst */
-
-static __always_inline __u64 wakeup_flag(__u64 now)
-{
-    __u32 zero = 0;
-    __u64 *last = bpf_map_lookup_elem(&last_wakeup, &zero);
-    if (!cfg_wakeup_bytes || !last)
-        return 0;
-    __u64 gap = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes
-                    ? WAKEUP_FULL_NS : WAKEUP_QUIET_NS;
-    if ((__s64)(now - *last) < (__s64)gap) /* signed: another CPU may have just written a later time */
-        return BPF_RB_NO_WAKEUP;
-    *last = now;
-    return BPF_RB_FORCE_WAKEUP;
-}
-
 static __always_inline void submit(struct event_buf *b, __u32 off)
 {
     __u32 size = sizeof(struct event_header) + (off & (ARGS_SIZE - 1));
     if (size > sizeof(struct event_buf))
         size = sizeof(struct event_buf);
-    long err = bpf_ringbuf_output(&events, b, size, wakeup_flag(b->hdr.ts));
+    long err = bpf_ringbuf_output(&events, b, size, 0);
     if (!err)
         count_stat(STAT_SUBMITTED, b->hdr.event_id);
     else if (err == -11 || err == -28) /* EAGAIN, ENOSPC: no room */

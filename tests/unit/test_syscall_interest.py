@@ -1,6 +1,6 @@
 """What sys_enter and sys_exit are told to do per syscall, for a policy set's kernel bits."""
 
-from pytracee.ebpf.tracer import syscall_interest, wakeup_bytes
+from pytracee.ebpf.tracer import syscall_interest
 from pytracee.events.definitions import BY_NAME
 
 OPEN_CALLS = {BY_NAME[n].id for n in ("open", "openat", "openat2", "creat")}
@@ -29,8 +29,3 @@ def test_events_that_need_state_from_sys_enter_keep_it() -> None:
     for name in ("mmap", "mprotect", "write", "pwrite64"):
         assert BY_NAME[name].id in enter, name
         assert BY_NAME[name].id in exits, name
-
-
-def test_the_reader_is_woken_early_once_an_eighth_of_the_ring_waits() -> None:
-    assert wakeup_bytes(128 << 20) == 16 << 20
-    assert wakeup_bytes(4096) == 512

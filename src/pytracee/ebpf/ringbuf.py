@@ -31,9 +31,6 @@ _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _LEN_MASK = _DISCARD - 1
 _HDR = 8
-# bpf: WAKEUP_QUIET_NS is 10 ms; looking 11 ms into a wait finds what came after a wakeup.
-QUIET_WAKEUP_MS = 10
-TRAILING_LOOK_MS = QUIET_WAKEUP_MS + 1
 
 
 _MAP_TYPE_RINGBUF = 27  # enum bpf_map_type
@@ -119,21 +116,10 @@ class RingReader:
         return self._fd
 
     def wait(self, timeout_ms: int) -> bool:
-        """Block up to timeout_ms (negative: forever) until data is there.
-
-        pytracee's programs wake the reader at most once per QUIET_WAKEUP_MS
-        (bpf: wakeup_flag()); records written just after a wakeup come unannounced.
-        So the ring itself is looked at once that much time has passed, and again
-        when the wait ends."""
+        """Block up to timeout_ms (negative: forever) until data is there."""
         if self._ep is None:
             raise ValueError("ring reader is closed")
-        first = TRAILING_LOOK_MS if timeout_ms < 0 else min(timeout_ms, TRAILING_LOOK_MS)
-        if self._ep.poll(first / 1000, 1) or self._prod_q[0] != self._cons_q[0]:
-            return True
-        if 0 <= timeout_ms <= first:
-            return False
-        rest = -1 if timeout_ms < 0 else (timeout_ms - first) / 1000
-        return bool(self._ep.poll(rest, 1)) or self._prod_q[0] != self._cons_q[0]
+        return bool(self._ep.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1, 1))
 
     # -- reading
 

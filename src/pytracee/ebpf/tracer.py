@@ -138,13 +138,6 @@ def syscall_interest(bits: dict[int, int]) -> tuple[frozenset[int], frozenset[in
     return frozenset(enter), frozenset(wanted), frozenset(raw_exit)
 
 
-def wakeup_bytes(ring_bytes: int) -> int:
-    """How much must wait in the ring before a record wakes the reader (bpf: submit()).
-    Below it the reader finds the records when its wait times out (Pipeline: at most
-    100 ms). An eighth of the ring leaves the reader 7/8 of it to catch up in."""
-    return ring_bytes // 8
-
-
 class Tracer:
     """The kernel side, loaded and attached. Use as a context manager."""
 
@@ -186,8 +179,6 @@ class Tracer:
         obj.set_global(".rodata", "cfg_capture_write", int(capture_write).to_bytes(4, "little"))
         snap = max(1, min(net_snaplen, MAX_NET_SNAPLEN))
         obj.set_global(".rodata", "cfg_net_snaplen", snap.to_bytes(4, "little"))
-        obj.set_global(".rodata", "cfg_wakeup_bytes",
-                       wakeup_bytes(self.ring_bytes).to_bytes(4, "little"))
         try:
             obj.load()
         except BpfError as exc:
