@@ -167,8 +167,8 @@ static __always_inline __u32 mprotect_alert(__u32 prev, __u32 prot)
     return 0;
 }
 
-/* Whether the call's arguments alone rule its derived event out: checked before
- * the scope, since most mmap and mprotect calls are settled by them. */
+/* Whether the call's arguments alone rule its derived event out (most mmap and
+ * mprotect calls: nothing is saved for them). */
 static __always_inline int derived_args_rule_out(__u32 derived, long id, __u64 prot)
 {
     if (derived != EVENT_MEM_PROT_ALERT)
