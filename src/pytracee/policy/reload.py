@@ -44,15 +44,21 @@ def reload_event(ctx: TaskContext, version: int, names: Sequence[str], error: st
 
 
 class PolicyWatcher:
-    """Notices changes to policy files or directories (by polling their stat)."""
+    """Notices changes to policy files or directories (by polling their stat).
 
-    def __init__(self, paths: Sequence[str], interval: float = 1.0,
+    A change counts once the files have stayed as they are for `settle` seconds:
+    a tool that rewrites a directory (remove all, write each) passes through sets
+    that are valid but partial, and one of those must not be switched in."""
+
+    def __init__(self, paths: Sequence[str], interval: float = 1.0, settle: float = 0.25,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.paths = list(paths)
         self.interval = interval
+        self.settle = settle
         self.clock = clock
         self._next = clock() + interval
         self._seen = self._snapshot()
+        self._pending: dict[str, tuple[int, int, int]] | None = None  # changed, not yet settled
 
     def _snapshot(self) -> dict[str, tuple[int, int, int]]:
         return snapshot(self.paths)
@@ -60,16 +66,24 @@ class PolicyWatcher:
     def sync(self) -> None:
         """Take the files as they are now as seen (a SIGHUP reload just read them)."""
         self._seen = self._snapshot()
+        self._pending = None
 
     def changed(self) -> bool:
-        """True once per change; checks at most every `interval` seconds."""
+        """True once per change, when it has settled; checks every `interval` seconds,
+        and `settle` seconds after seeing a change."""
         now = self.clock()
         if now < self._next:
             return False
-        self._next = now + self.interval
         snap = self._snapshot()
         if snap == self._seen:
+            self._pending = None
+            self._next = now + self.interval
+            return False
+        if snap != self._pending:  # new, or still changing: look again once it may have settled
+            self._pending = snap
+            self._next = now + self.settle
             return False
         self._seen = snap
+        self._pending = None
+        self._next = now + self.interval
         return True
-
