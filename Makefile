@@ -63,5 +63,9 @@ bench-rss: setup
 bench-detect: setup
 	$(VENV)/bin/python bench/signature_engine.py
 
+# kernel-side cost per BPF program (bpf_stats); AGAINST=REV compares with a git revision
+bench-bpf: setup
+	$(VENV)/bin/python bench/bpf_cost.py $(if $(AGAINST),--against $(AGAINST))
+
 clean:
 	rm -rf $(VENV) $(BPF_OBJ) bpf/vmlinux.h .setup-apt
