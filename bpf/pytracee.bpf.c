@@ -385,6 +385,10 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     __u64 cap = 0;
     if (cfg_capture_write && (ef->flags & FETCH_CAPTURE))
         cap = event_policies(version, EVENT_CAPTURE_FILE_WRITE);
+    /* Only the derived event wanted, and the arguments rule it out (most mmap and
+     * mprotect calls): done before the scope is matched. */
+    if (!(own_pol | cap) && dpol && args_rule_out(derived, id, regs->dx))
+        return 0;
     __u64 policies = own_pol | dpol | cap;
     if (!policies)
         return 0;

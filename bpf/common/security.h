@@ -178,6 +178,13 @@ static __always_inline int derived_args_rule_out(__u32 derived, long id, __u64 p
     return !(prot & PROT_EXEC); /* every mprotect alert ends executable */
 }
 
+/* The same, as a global function: the verifier checks it once and learns nothing
+ * about `id` at the caller, whose later branches on it would otherwise split. */
+__noinline int args_rule_out(__u32 derived, __s64 id, __u64 prot)
+{
+    return derived_args_rule_out(derived, id, prot);
+}
+
 static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 derived, long id,
                                                  __u64 *args)
 {
