@@ -56,9 +56,8 @@ def prog_stats() -> dict[int, tuple[str, int, int]]:
             for p in json.loads(r.stdout)}
 
 
-def build_revision(rev: str, tmp: Path) -> Path:
-    """REV's tree in a worktree under tmp, with its BPF object compiled; its src/."""
-    tree = tmp / "rev"
+def build_revision(rev: str, tree: Path) -> Path:
+    """REV's tree in a worktree at `tree`, with its BPF object compiled; its src/."""
     r = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
@@ -163,12 +162,10 @@ def main() -> int:
         args.tmp = tmp
         args.workload = mw.make_workload(tmp)
         builds = [("this tree", ROOT / "src")]
-        tree = None
+        tree = tmp / "rev"
         try:
             if args.against:
-                src = build_revision(args.against, tmp)
-                tree = src.parent
-                builds.append((args.against, src))
+                builds.append((args.against, build_revision(args.against, tree)))
             STATS.write_text("1")
             rounds: dict[str, list] = {name: [] for name, _ in builds}
             for i in range(args.runs):
@@ -182,7 +179,7 @@ def main() -> int:
         finally:
             STATS.write_text(old_stats)
             mw.CHILDREN.stop_all()
-            if tree is not None:
+            if tree.exists():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                                capture_output=True, timeout=60)
         print(render([n for n, _ in builds], [median_table(rounds[n]) for n, _ in builds],
