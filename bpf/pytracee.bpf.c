@@ -340,6 +340,23 @@ static __always_inline void emit_raw_syscall(struct task_struct *t, __u32 versio
     submit(b, put_int(b, 0, 0, id));
 }
 
+/* A 32-bit (ia32) syscall: numbered differently, so not ours to decode (yet). */
+static __always_inline int is_compat(struct task_struct *t)
+{
+    return KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT;
+}
+
+/* The x86-64 syscall argument registers, in order. */
+static __always_inline void syscall_args(struct pt_regs *regs, __u64 *args)
+{
+    args[0] = regs->di;
+    args[1] = regs->si;
+    args[2] = regs->dx;
+    args[3] = regs->r10;
+    args[4] = regs->r8;
+    args[5] = regs->r9;
+}
+
 /* tp_btf, not raw_tracepoint: the regs pointer is typed, so its fields are read
  * with plain loads instead of a bpf_probe_read_kernel call each. */
 SEC("tp_btf/sys_enter")
@@ -392,20 +409,14 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     __u64 policies = own_pol | dpol | cap;
     if (!policies)
         return 0;
-    /* ia32 syscall numbers name other syscalls: not ours to decode (yet). */
-    if (KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT)
+    if (is_compat(t))
         return 0;
     __u64 matched = scope_match(version, policies);
     if (!matched)
         return 0;
 
     __u64 args[6];
-    args[0] = regs->di;
-    args[1] = regs->si;
-    args[2] = regs->dx;
-    args[3] = regs->r10;
-    args[4] = regs->r8;
-    args[5] = regs->r9;
+    syscall_args(regs, args);
 
     if (ef->submit_on_enter) {
         __u64 own = matched & own_pol;
@@ -495,7 +506,7 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
 {
     if (ret < 0 && id != NR_CONNECT) /* a non-blocking connect returns -EINPROGRESS */
         return;
-    if (KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT)
+    if (is_compat(t))
         return; /* a 32-bit call: these numbers are other syscalls there */
     __u64 policies = net_policies(version);
     if (!policies)
@@ -507,8 +518,8 @@ static __always_inline void sock_owner_exit(struct task_struct *t, __u32 version
 
 static __always_inline void exit_saved(struct task_struct *t, struct event_fetch *ef, long id,
                                        struct saved_args *sa, __s64 ret);
-static __always_inline void derive_at_exit(__u32 derived, long id, struct pt_regs *regs,
-                                           __s64 ret, __u32 version);
+static __always_inline void derive_at_exit(struct task_struct *t, __u32 derived, long id,
+                                           struct pt_regs *regs, __s64 ret, __u32 version);
 
 SEC("tp_btf/sys_exit")
 int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
@@ -543,7 +554,7 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     if (sa && sa->syscall == id)
         exit_saved(t, ef, id, sa, ret);
     if (derived && (ef->flags & FETCH_AT_EXIT) && ret >= 0)
-        derive_at_exit(derived, id, regs, ret, version);
+        derive_at_exit(t, derived, id, regs, ret, version);
     return 0;
 }
 
@@ -577,26 +588,20 @@ static __always_inline void exit_saved(struct task_struct *t, struct event_fetch
  * registers, which the kernel leaves as the caller set them for these calls (a
  * tracer cannot change them between the two tracepoints: ptrace stops come before
  * sys_enter and after sys_exit). */
-static __always_inline void derive_at_exit(__u32 derived, long id, struct pt_regs *regs,
-                                           __s64 ret, __u32 version)
+static __always_inline void derive_at_exit(struct task_struct *t, __u32 derived, long id,
+                                           struct pt_regs *regs, __s64 ret, __u32 version)
 {
     __u64 policies = event_policies(version, derived);
     if (!policies)
         return;
-    struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-    if (KPTR(struct task_struct, t)->thread_info.status & TS_COMPAT)
+    if (is_compat(t))
         return; /* a 32-bit call: these numbers are other syscalls there */
     __u64 matched = scope_match(version, policies);
     if (!matched)
         return;
     struct derived_call dc = {.matched = matched, .ret = ret, .id = id, .derived = derived,
                               .version = version};
-    dc.args[0] = regs->di;
-    dc.args[1] = regs->si;
-    dc.args[2] = regs->dx;
-    dc.args[3] = regs->r10;
-    dc.args[4] = regs->r8;
-    dc.args[5] = regs->r9;
+    syscall_args(regs, dc.args);
     emit_derived(&dc);
 }
 
