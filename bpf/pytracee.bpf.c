@@ -459,22 +459,10 @@ int trace_sys_enter(struct bpf_raw_tracepoint_args *ctx)
     return 0;
 }
 
-/* The security event derived from a syscall (security.h), with its own policies. */
-/* What sys_exit knows about a call, for building its security event. */
-struct derived_call {
-    __u64 args[6];
-    __u64 matched;
-    __s64 ret;
-    __s64 state;
-    __s64 id;
-    __u32 derived;
-    __u32 version;
-};
-
 /* The security event derived from a syscall (security.h), with its own
  * policies. A global function: the builders are verified once, apart from
  * the sys_exit program, which would otherwise grow past the verifier's limit. */
-__noinline int emit_derived(struct derived_call *dc)
+__noinline int emit_derived(struct exit_call *dc)
 {
     if (!dc)
         return 0;
@@ -482,13 +470,11 @@ __noinline int emit_derived(struct derived_call *dc)
     struct event_buf *b = scratch_buf();
     if (!b)
         return 0;
-    __u64 args[6];
-    __builtin_memcpy(args, dc->args, sizeof(args));
     fill_header(&b->hdr, t, dc->derived, dc->id, dc->version);
     b->hdr.matched_policies = dc->matched;
     b->hdr.retval = dc->ret;
     __u32 off = 0;
-    if (build_derived(b, &off, t, dc->derived, dc->id, args, dc->ret, dc->state))
+    if (build_derived(b, &off, t, dc))
         submit(b, off);
     return 0;
 }
@@ -564,23 +550,30 @@ static __always_inline void exit_saved(struct task_struct *t, struct event_fetch
                                        struct saved_args *sa, __s64 ret)
 {
     __u32 derived = (ef->flags & FETCH_AT_EXIT) ? 0 : ef->derived;
-    sa->syscall = -1;
-    __u64 args[6];
-    __builtin_memcpy(args, sa->args, sizeof(args));
+    sa->syscall = -1; /* the entry stays this thread's: read from it in place */
     __u32 ver = sa->version;
     __u64 own = sa->own, sec = sa->sec, cap = sa->cap;
+    __s64 state = sa->state;
     if (own)
-        emit_syscall(t, ef, id, args, own, ver, ret);
+        emit_syscall(t, ef, id, sa->args, own, ver, ret);
+    if (!(derived && sec) && !(cfg_capture_write && cap && ret > 0))
+        return;
+    struct exit_call *c = exit_call_buf();
+    if (!c)
+        return;
+    __builtin_memcpy(c->args, sa->args, sizeof(c->args));
+    c->ret = ret;
+    c->id = id;
+    c->version = ver;
     if (derived && sec) {
-        struct derived_call dc = {.matched = sec, .ret = ret, .state = sa->state, .id = id,
-                                  .derived = derived, .version = ver};
-        __builtin_memcpy(dc.args, args, sizeof(args));
-        emit_derived(&dc);
+        c->matched = sec;
+        c->state = state;
+        c->derived = derived;
+        emit_derived(c);
     }
     if (cfg_capture_write && cap && ret > 0) {
-        struct capture_call cc = {.matched = cap, .ret = ret, .id = id, .version = ver};
-        __builtin_memcpy(cc.args, args, sizeof(args));
-        emit_capture_write(&cc);
+        c->matched = cap;
+        emit_capture_write(c);
     }
 }
 
@@ -599,10 +592,17 @@ static __always_inline void derive_at_exit(struct task_struct *t, __u32 derived,
     __u64 matched = scope_match(version, policies);
     if (!matched)
         return;
-    struct derived_call dc = {.matched = matched, .ret = ret, .id = id, .derived = derived,
-                              .version = version};
-    syscall_args(regs, dc.args);
-    emit_derived(&dc);
+    struct exit_call *c = exit_call_buf();
+    if (!c)
+        return;
+    syscall_args(regs, c->args);
+    c->matched = matched;
+    c->ret = ret;
+    c->state = 0;
+    c->id = id;
+    c->derived = derived;
+    c->version = version;
+    emit_derived(c);
 }
 
 static __always_inline struct event_buf *begin_event(struct task_struct *t, __u32 event_id);

@@ -24,15 +24,6 @@
 
 const volatile __u32 cfg_capture_write = 0;
 
-struct capture_call {
-    __u64 args[6];
-    __u64 matched;
-    __s64 ret;
-    __s64 id;
-    __u32 version;
-    __u32 pad;
-};
-
 struct capture_walk {
     struct event_buf *b;
     struct path_buf *pb;
@@ -97,7 +88,7 @@ static long capture_step(__u64 i, void *data)
 
 /* Send what a successful write put into a regular file. A global function: the
  * verifier checks it once, apart from the sys_exit program. */
-__noinline int emit_capture_write(struct capture_call *cc)
+__noinline int emit_capture_write(struct exit_call *cc)
 {
     if (!cc || cc->ret <= 0)
         return 0;

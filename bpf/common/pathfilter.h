@@ -56,11 +56,18 @@ struct {
     __type(value, __u64);
 } path_filter_cfg SEC(".maps");
 
+/* The key, and the same path reversed for the suffix trie: per CPU, not on the
+ * stack (the BPF stack is 512 bytes for a program and the functions it calls). */
+struct path_keys {
+    struct path_lpm_key fwd;
+    struct path_lpm_key rev;
+};
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct path_lpm_key);
+    __type(value, struct path_keys);
 } path_key_scratch SEC(".maps");
 
 /* Which policies' pathname filters pass for the path at pb->data[start]. */
@@ -71,8 +78,8 @@ __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
     if (!has || !*has)
         return ~0ULL;
     struct path_buf *pb = bpf_map_lookup_elem(&path_scratch, &zero);
-    struct path_lpm_key *k = bpf_map_lookup_elem(&path_key_scratch, &zero);
-    if (!pb || !k || start < 0 || start >= PATH_MAX_LEN)
+    struct path_keys *keys = bpf_map_lookup_elem(&path_key_scratch, &zero);
+    if (!pb || !keys || start < 0 || start >= PATH_MAX_LEN)
         return ~0ULL;
     __u32 first = start;
     asm volatile("" : "+r"(first));
@@ -81,6 +88,7 @@ __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
     __u32 len = PATH_MAX_LEN - start; /* the path runs from start to its NUL at PATH_MAX_LEN */
     if (len >= PATH_KEY_LEN)
         return ~0ULL; /* too long to decide here */
+    struct path_lpm_key *k = &keys->fwd, *r = &keys->rev;
     __builtin_memset(k, 0, sizeof(*k));
     k->slot_event = cfg_key;
     __u32 n = len;
@@ -98,7 +106,9 @@ __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
     if (v)
         hits |= *v;
     /* reversed, for suffixes */
-    char rev[PATH_KEY_LEN] = {};
+    __builtin_memset(r, 0, sizeof(*r));
+    r->prefixlen = k->prefixlen;
+    r->slot_event = cfg_key;
 #pragma clang loop unroll(disable)
     for (__u32 i = 0; i < PATH_KEY_LEN; i++) {
         if (i >= len)
@@ -106,10 +116,9 @@ __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
         __u32 j = len - 1 - i;
         if (j >= PATH_KEY_LEN)
             break;
-        rev[i] = k->path[j];
+        r->path[i] = k->path[j];
     }
-    __builtin_memcpy(k->path, rev, sizeof(rev));
-    v = bpf_map_lookup_elem(&path_suffix, k);
+    v = bpf_map_lookup_elem(&path_suffix, r);
     if (v)
         hits |= *v;
     return ~*has | hits;

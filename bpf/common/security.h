@@ -47,6 +47,35 @@ struct {
     __type(value, struct before_state);
 } before_map SEC(".maps");
 
+/* What sys_exit knows about a call, for the events built from it (its security
+ * event, its write capture). Kept per CPU, not on the stack: the BPF stack is
+ * 512 bytes for sys_exit and every function it calls together. sys_exit does
+ * not nest on a CPU (a tracing program is not re-entered), and nothing else
+ * uses it. */
+struct exit_call {
+    __u64 args[6];
+    __u64 matched;
+    __s64 ret;
+    __s64 state;   /* what the derived event needs from before the call */
+    __s64 id;
+    __u32 derived;
+    __u32 version;
+    struct before_state now; /* the builders' own scratch (credentials, namespaces after) */
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct exit_call);
+} exit_call_scratch SEC(".maps");
+
+static __always_inline struct exit_call *exit_call_buf(void)
+{
+    __u32 zero = 0;
+    return bpf_map_lookup_elem(&exit_call_scratch, &zero);
+}
+
 static __always_inline void read_cred(struct task_struct *t, struct slim_cred *c)
 {
     const struct cred *cr = KPTR(struct task_struct, t)->cred;
@@ -226,9 +255,12 @@ static __always_inline __u32 put_file_identity(struct event_buf *b, __u32 off, _
 
 /* Arguments of the derived event; returns 0 when the event does not apply. */
 static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struct task_struct *t,
-                                         __u32 derived, long id, __u64 *args, __s64 ret,
-                                         __s64 state)
+                                         struct exit_call *c)
 {
+    __u32 derived = c->derived;
+    long id = c->id;
+    __u64 *args = c->args;
+    __s64 ret = c->ret, state = c->state;
     __u32 off = 0;
     if (derived == EVENT_SECURITY_FILE_OPEN) {
         struct file *f = fd_file(t, ret); /* ret < 0: failed, no file: no event */
@@ -344,22 +376,22 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
         struct before_state *before = bpf_map_lookup_elem(&before_map, &tid);
         if (!before)
             return 0;
-        struct before_state now = {};
+        struct before_state *now = &c->now;
         int changed = 0;
         if (derived == EVENT_COMMIT_CREDS) {
-            read_cred(t, &now.cred);
-            changed = words_differ(&now.cred, &before->cred, sizeof(now.cred) / 8);
+            read_cred(t, &now->cred);
+            changed = words_differ(&now->cred, &before->cred, sizeof(now->cred) / 8);
             if (changed) {
-                off = put_bytes(b, off, 0, ARG_BYTES, &before->cred, sizeof(now.cred), 0);
-                off = put_bytes(b, off, 1, ARG_BYTES, &now.cred, sizeof(now.cred), 0);
+                off = put_bytes(b, off, 0, ARG_BYTES, &before->cred, sizeof(now->cred), 0);
+                off = put_bytes(b, off, 1, ARG_BYTES, &now->cred, sizeof(now->cred), 0);
             }
         } else {
-            read_ns(t, now.ns);
-            changed = words_differ(now.ns, before->ns, sizeof(now.ns) / 8);
+            read_ns(t, now->ns);
+            changed = words_differ(now->ns, before->ns, sizeof(now->ns) / 8);
             if (changed) {
                 off = put_int(b, off, 0, BPF_CORE_READ(t, pid));       /* pid */
                 for (int i = 0; i < 6; i++)                            /* new_mnt .. new_cgroup */
-                    off = put_int(b, off, i + 1, now.ns[i] != before->ns[i] ? now.ns[i] : 0);
+                    off = put_int(b, off, i + 1, now->ns[i] != before->ns[i] ? now->ns[i] : 0);
             }
         }
         bpf_map_delete_elem(&before_map, &tid);
