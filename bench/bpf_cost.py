@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mixed_workload as mw  # noqa: E402  (workload, security set, children)
+from revision import Revision  # noqa: E402
 import syscall_storm as storm  # noqa: E402  (prepare, stderr reader, summary)
 from syscall_storm import BenchError, log  # noqa: E402
 
@@ -54,23 +55,6 @@ def prog_stats() -> dict[int, tuple[str, int, int]]:
         raise BenchError(f"bpftool prog show failed: {r.stderr.strip()}")
     return {p["id"]: (p.get("name", "?"), p.get("run_time_ns", 0), p.get("run_cnt", 0))
             for p in json.loads(r.stdout)}
-
-
-def build_revision(rev: str, tree: Path) -> Path:
-    """REV's tree in a worktree at `tree`, with its BPF object compiled; its src/."""
-    r = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise BenchError(f"git worktree add {rev} failed: {r.stderr.strip()}")
-    obj = tree / "src" / "pytracee" / "bpf" / "pytracee.bpf.o"
-    obj.parent.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["clang", "-O2", "-g", "-Wall", "-target", "bpf", "-D__TARGET_ARCH_x86",
-                        f"-I{tree / 'bpf'}", f"-I{ROOT / 'bpf'}", "-c",
-                        str(tree / "bpf" / "pytracee.bpf.c"), "-o", str(obj)],
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        raise BenchError(f"compiling {rev}'s BPF object failed: {r.stderr.strip()[-500:]}")
-    return tree / "src"
 
 
 def one_round(src: Path, ctx: argparse.Namespace) -> dict[str, dict[str, tuple[float, int]]]:
@@ -162,10 +146,11 @@ def main() -> int:
         args.tmp = tmp
         args.workload = mw.make_workload(tmp)
         builds = [("this tree", ROOT / "src")]
-        tree = tmp / "rev"
+        rev = Revision(args.against, tmp) if args.against else None
         try:
-            if args.against:
-                builds.append((args.against, build_revision(args.against, tree)))
+            if rev is not None:
+                rev.__enter__()
+                builds.append((args.against, rev.src))
             STATS.write_text("1")
             rounds: dict[str, list] = {name: [] for name, _ in builds}
             for i in range(args.runs):
@@ -179,9 +164,8 @@ def main() -> int:
         finally:
             STATS.write_text(old_stats)
             mw.CHILDREN.stop_all()
-            if tree.exists():
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                               capture_output=True, timeout=60)
+            if rev is not None:
+                rev.remove()
         print(render([n for n, _ in builds], [median_table(rounds[n]) for n, _ in builds],
                      args.runs))
     return 0

@@ -1,6 +1,6 @@
 """Mixed workload: what pytracee's security event sets cost a realistic workload.
 
-    .venv/bin/python bench/mixed_workload.py [--runs R] [--timeout S] [--json]
+    .venv/bin/python bench/mixed_workload.py [--runs R] [--timeout S] [--json] [--against REV]
 
 Workload (fixed, deterministic; ~4 s untraced here), one shell script driven as one child:
   - gcc -O0 -c of 30 small generated C files (into a temp dir);
@@ -20,6 +20,8 @@ figure is the MEDIAN of the R runs, with min..max:
                     pytracee's libbpf binding: the floor any syscall tracer pays
   pytracee security `pytracee -e <SECURITY_EVENTS> -o json:/dev/null`
   pytracee default  `pytracee -o json:/dev/null` (Tracee's default event set)
+  ... @REV          with --against REV: the security set with git revision REV's pytracee
+                    (built in a temporary worktree, bench/revision.py), in the same runs
 
 For the pytracee cases: start it, wait for "pytracee: tracing" on its stderr and until it
 is idle, run the workload, SIGINT it and parse its summary line (events delivered, lost).
@@ -56,6 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import syscall_storm as storm  # noqa: E402  (children, stderr reader, BPF probe, summary)
+from revision import Revision  # noqa: E402
 from syscall_storm import BenchError, log  # noqa: E402
 
 try:
@@ -200,9 +203,12 @@ def case_empty_hooks(ctx: argparse.Namespace) -> dict:
     return r
 
 
-def start_pytracee(args: list[str]) -> tuple[subprocess.Popen, storm.LineCollector]:
-    p = CHILDREN.spawn([str(PYTRACEE)] + args, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
+def start_pytracee(args: list[str], rev: Revision | None = None
+                   ) -> tuple[subprocess.Popen, storm.LineCollector]:
+    """This tree's pytracee, or revision `rev`'s (--against)."""
+    cmd = rev.command(*args) if rev is not None else [str(PYTRACEE)] + args
+    p = CHILDREN.spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       env=rev.env() if rev is not None else None)
     err = storm.LineCollector(p.stderr)
     if not err.wait_for("pytracee: tracing", ATTACH_TIMEOUT_S):
         CHILDREN.stop(p)
@@ -210,9 +216,9 @@ def start_pytracee(args: list[str]) -> tuple[subprocess.Popen, storm.LineCollect
     return p, err
 
 
-def traced(args: list[str]) -> Callable[[argparse.Namespace], dict]:
+def traced(args: list[str], against: bool = False) -> Callable[[argparse.Namespace], dict]:
     def case(ctx: argparse.Namespace) -> dict:
-        p, err = start_pytracee(args)
+        p, err = start_pytracee(args, ctx.revision if against else None)
         try:
             ctx.probe.tracer_attached(p.pid)
             storm.wait_idle(p.pid, SETTLE_TIMEOUT_S)  # start-up work done before we start
@@ -236,7 +242,10 @@ CASES: list[tuple[str, str, Callable[[argparse.Namespace], dict]]] = [
      traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"])),
     ("pt_default", "pytracee default set", traced(["-o", "json:/dev/null"])),
 ]
-PYTRACEE_CASES = ("pt_security", "pt_default")
+PYTRACEE_CASES = ("pt_security", "pt_default", "pt_security_rev")
+# --against REV: the security set with that revision's pytracee, in the same runs
+AGAINST_CASE = ("pt_security_rev", "pytracee security set @{rev}",
+                traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"], against=True))
 
 
 # ---------------------------------------------------------------- report
@@ -374,6 +383,8 @@ def main() -> int:
                     help="untimed untraced workload runs first (page cache, gcc)")
     ap.add_argument("--json", action="store_true",
                     help="print the raw numbers as JSON on stdout (the table goes to stderr)")
+    ap.add_argument("--against", metavar="REV",
+                    help="also run the security set with git revision REV's pytracee")
     args = ap.parse_args()
     if args.runs <= 0 or args.timeout <= 0 or args.warmup < 0:
         ap.error("--runs and --timeout must be positive, --warmup not negative")
@@ -384,6 +395,9 @@ def main() -> int:
     if code is not None:
         return code
 
+    if args.against:
+        key, label, fn = AGAINST_CASE
+        CASES.append((key, label.format(rev=args.against), fn))
     notes: list[str] = []
     results: dict[str, list[dict]] = {key: [] for key, _, _ in CASES}
     try:
@@ -395,6 +409,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="pt-mixed-") as tmp:
             args.workload = make_workload(Path(tmp))
             args.hooks_obj = build_hooks(Path(tmp))
+            args.revision = Revision(args.against, Path(tmp)).__enter__() if args.against else None
             for i in range(args.warmup):
                 log(f"warm-up {i + 1}/{args.warmup} ...")
                 run_workload(args)
@@ -414,6 +429,8 @@ def main() -> int:
         return 1
     finally:
         CHILDREN.stop_all()
+        if getattr(args, "revision", None) is not None:
+            args.revision.remove()
 
     notes.extend(storm.foreign_bpf_notes(results))
     med = summarize(results)

@@ -31,7 +31,7 @@ def test_openat_record() -> None:
     ev = Decoder(EVENTS, boot_offset=5).decode(memoryview(rec))
     assert ev is not None
     assert ev.name == "openat"
-    assert ev.args == [-100, "/etc/passwd", 0o2000000, 0]
+    assert ev.args == (-100, "/etc/passwd", 0o2000000, 0)
     assert ev.retval == 3
     assert ev.timestamp == 1_005
     assert ev.ctx.start_time == 505
@@ -114,3 +114,39 @@ def test_context_values_by_tracee_scope_names() -> None:
     import pytest
     with pytest.raises(KeyError):
         ev.context_value("nosuch")
+
+
+def _open_record(path: bytes, *, pid: int = 10) -> bytes:
+    rec = header(257, 2, retval=3) + int_arg(0, -100) + str_arg(1, path)
+    return rec[:wire.TASK_START] + rec[wire.TASK_START:].replace(
+        struct.pack("<I", 10), struct.pack("<I", pid), 1)
+
+
+def test_events_with_the_same_raw_args_share_their_decoded_args() -> None:
+    dec = Decoder(EVENTS, boot_offset=0)
+    a, b, c = dec.decode_batch([memoryview(_open_record(b"/etc/hosts")),
+                                memoryview(_open_record(b"/etc/hosts", pid=99)),
+                                memoryview(_open_record(b"/etc/passwd"))])
+    assert a.args == b.args == (-100, "/etc/hosts", None, None)
+    assert a.args is b.args and a.args_key == b.args_key is not None
+    assert a.ctx is not b.ctx and a.ctx.pid == 10 and b.ctx.pid == 99
+    assert c.args == (-100, "/etc/passwd", None, None) and c.args_key != a.args_key
+
+
+def test_args_that_never_repeat_stop_being_cached_and_still_decode() -> None:
+    dec = Decoder(EVENTS, boot_offset=0)
+    names = [f"/tmp/f{i}".encode() for i in range(5000)]
+    events = dec.decode_batch([memoryview(_open_record(n)) for n in names])
+    assert [ev.args[1] for ev in events] == [n.decode() for n in names]
+    assert dec._args[257] is None  # 4096 entries, no hit: given up on
+    assert events[-1].args_key is None and events[0].args_key is not None
+    again = dec.decode(memoryview(_open_record(b"/tmp/f1")))
+    assert again is not None and again.args == (-100, "/tmp/f1", None, None)
+
+
+def test_a_malformed_record_is_not_cached() -> None:
+    dec = Decoder(EVENTS, boot_offset=0)
+    bad = header(257, 2) + int_arg(0, -100) + struct.pack("<BBH", 1, wire.ARG_STR, 50) + b"short"
+    first, second = dec.decode_batch([memoryview(bad), memoryview(bad)])
+    assert first.args[0] == -100 and first.args_key is None and second.args_key is None
+    assert dec.malformed == 2

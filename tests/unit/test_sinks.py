@@ -676,3 +676,23 @@ def test_a_batch_a_format_fails_on_is_counted_and_the_backlog_still_sent(
     assert (s.queued, s.delivered, s.errors, s.render_errors) == (5, 4, 1, 1)
     assert [r.getMessage() for r in caplog.records] == [
         "output format json failed on 1 events (counted, further failures not logged): negative"]
+
+
+def test_json_args_are_rendered_once_per_raw_args_and_again_when_replaced() -> None:
+    from pytracee.sinks.json_sink import JsonRenderer
+
+    r = JsonRenderer(names)
+    a = event("security_file_open", pathname="/etc/hosts", flags=0)
+    b = event("security_file_open", pid=11, pathname="/etc/hosts", flags=0)
+    a.args_key = b.args_key = b"raw-1"  # as the decoder marks events with the same raw args
+    b.args = a.args = tuple(a.args)
+    first, second = [orjson.loads(line) for line in r.render_batch([a, b]).splitlines()]
+    assert first["args"] == second["args"] == [{"name": "pathname", "type": "string",
+                                                "value": "/etc/hosts"},
+                                               {"name": "flags", "type": "int32", "value": 0}]
+    assert (first["processId"], second["processId"]) == (10, 11)
+    assert list(r._args_json[a.event_id]) == [b"raw-1"]
+    # Changed args come without the key (Event): rendered from the new values.
+    b.args, b.args_key = (("/etc/passwd",) + tuple(b.args[1:])), None
+    (line,) = r.render_batch([b]).splitlines()
+    assert orjson.loads(line)["args"][0]["value"] == "/etc/passwd"

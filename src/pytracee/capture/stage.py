@@ -242,8 +242,10 @@ class Capture:
         if fd is None and (capture or (want_hash and hkey not in self._hashes)):
             fd = self._open_exec(ev, key)
         try:
-            if want_hash:
-                ev.args[_I_SHA] = self._hash(hkey, fd)
+            if want_hash:  # a new args tuple: the decoded one may be shared (Event)
+                args = list(ev.args)
+                args[_I_SHA] = self._hash(hkey, fd)
+                ev.args, ev.args_key = tuple(args), None
             if capture:
                 if fd is None:
                     self.counts.exec_no_source += 1

@@ -27,8 +27,14 @@ _ARG_SOCKADDR, _ARG_INT_PAIR = wire.ARG_SOCKADDR, wire.ARG_INT_PAIR
 _RAW_KINDS = frozenset((wire.ARG_SOCKADDR, wire.ARG_BYTES, wire.ARG_INT_PAIR))
 _HEADER_SIZE = wire.HEADER_SIZE
 _CTX_CACHE_MAX = 8192
+# Decoded args are kept by their raw bytes, per event: most file opens are of the same
+# few files (libc, ld.so.cache, locales), and those events decode (and render) once.
+# An event whose args rarely repeat (fork: new pids) stops being cached: when its cache
+# fills up with fewer hits than entries since the last fill.
+_ARGS_CACHE_MAX = 4096
+_NOT_SEEN = object()
 TRUNCATED_MARK = "...(truncated)"
-_NO_ARGS: list[Any] = []  # shared by every event without args; never mutated
+_NO_ARGS: tuple[Any, ...] = ()
 
 
 def _int_conv_or_raw(type_: str) -> Callable[[int], Any]:
@@ -60,6 +66,9 @@ class Decoder:
         self.boot_offset = boot_offset
         self._contexts: dict[bytes, TaskContext] = {}
         self._int_conv: dict[int, list[Callable[[int], Any]]] = {}
+        # event id -> raw args -> decoded args (None: that event is not cached)
+        self._args: dict[int, dict[bytes, tuple[Any, ...]] | None] = {}
+        self._hits: dict[int, int] = {}
         self.unknown_events = 0
         self.malformed = 0
 
@@ -91,6 +100,9 @@ class Decoder:
         definitions = self.definitions
         contexts = self._contexts
         new_context = self._new_context
+        arg_caches = self._args
+        hits = self._hits
+        decode_args = self._decode_args
         boot = self.boot_offset
         for view in views:
             if len(view) < _HEADER_SIZE:
@@ -103,19 +115,53 @@ class Decoder:
                 continue
             key = view[_TASK_START:_HEADER_SIZE].tobytes()
             ctx = contexts.get(key) or new_context(key)
+            raw = None
             if argnum:
-                args: list[Any] = [None] * len(d.args)
-                try:
-                    self._decode_args(view, argnum, d, args)
-                except (IndexError, ValueError, struct.error):
-                    self.malformed += 1  # keep what was decoded; the count says it happened
+                cache = arg_caches.get(event_id, _NOT_SEEN)
+                if cache is _NOT_SEEN:
+                    cache = arg_caches[event_id] = {}
+                if cache is None:
+                    args = decode_args(view, argnum, d)[0]
+                else:
+                    raw = view[_HEADER_SIZE:].tobytes()
+                    args = cache.get(raw)  # type: ignore[union-attr]
+                    if args is None:
+                        args, whole = decode_args(view, argnum, d)
+                        if whole:
+                            self._keep(event_id, cache, raw, args)  # type: ignore[arg-type]
+                        else:
+                            raw = None
+                    else:
+                        hits[event_id] += 1
             else:
-                args = _NO_ARGS if not d.args else [None] * len(d.args)
+                args = _NO_ARGS if not d.args else (None,) * len(d.args)
             append(Event(ts + boot, retval, matched, event_id, syscall, cpu, version, flags, ctx, d,
-                         args))
+                         args, raw))
         return out
 
-    def _decode_args(self, view: memoryview, argnum: int, d: EventDef, out: list[Any]) -> None:
+    def _keep(self, event_id: int, cache: dict[bytes, tuple[Any, ...]], raw: bytes,
+              args: tuple[Any, ...]) -> None:
+        if len(cache) >= _ARGS_CACHE_MAX:
+            if self._hits.get(event_id, 0) < len(cache):
+                self._args[event_id] = None  # repeats too rarely to be worth it
+                return
+            cache.clear()
+        if not cache:
+            self._hits[event_id] = 0
+        cache[raw] = args
+
+    def _decode_args(self, view: memoryview, argnum: int, d: EventDef) -> tuple[tuple[Any, ...], bool]:
+        """The args in the definition's order (None: not sent), and whether the record
+        decoded whole (a malformed one keeps what could be decoded, and is counted)."""
+        out: list[Any] = [None] * len(d.args)
+        try:
+            self._decode_into(view, argnum, d, out)
+        except (IndexError, ValueError, struct.error):
+            self.malformed += 1
+            return tuple(out), False
+        return tuple(out), True
+
+    def _decode_into(self, view: memoryview, argnum: int, d: EventDef, out: list[Any]) -> None:
         conv = self._converters(d)
         nargs = len(out)
         off = _HEADER_SIZE

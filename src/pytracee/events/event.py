@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pytracee.events.definitions import EVENTS
@@ -45,6 +47,7 @@ _ENTITY = struct.Struct(">IQ")
 _TICK_NS = 10_000_000
 
 
+@lru_cache(maxsize=16384)  # a parent's id is asked for by each of its children
 def entity_id(host_id: int, start_boot_ns: int) -> int:
     """A task's id that survives pid reuse: a 32-bit hash of (host pid/tid, start
     time rounded to clock ticks), as Tracee's entity ids (not the same numbers)."""
@@ -76,7 +79,10 @@ class TaskContext:
         self.boot_start = start  # boot ns, as the process tree keys it
         self.start_time = start + boot_offset
         self.thread_entity = entity_id(self.host_tid, start)
-        self.process_entity = entity_id(self.host_pid, self.leader_start)
+        # A process's main thread: the same id (most tasks).
+        self.process_entity = (self.thread_entity if self.host_pid == self.host_tid
+                               and self.leader_start == start
+                               else entity_id(self.host_pid, self.leader_start))
         self.parent_entity = entity_id(self.host_ppid, self.parent_start)
         # Set by the enrich stage: the process tree's entry and the container, when known.
         self.proc: Any = None
@@ -90,14 +96,19 @@ class TaskContext:
 
 class Event:
     """One event. `args` follows the definition's argument order; an argument
-    the kernel did not send is None."""
+    the kernel did not send is None.
+
+    Events decoded from the same raw arguments share one `args` tuple, and
+    `args_key` (those raw bytes) says so: outputs keep their rendering of the args
+    by it. Code that changes an event's args gives it a new sequence and sets
+    `args_key` to None."""
 
     __slots__ = ("timestamp", "retval", "matched", "event_id", "syscall", "cpu", "version",
-                 "flags", "ctx", "definition", "args")
+                 "flags", "ctx", "definition", "args", "args_key")
 
     def __init__(self, timestamp: int, retval: int, matched: int, event_id: int, syscall: int,
                  cpu: int, version: int, flags: int, ctx: TaskContext, definition: EventDef,
-                 args: list[Any]) -> None:
+                 args: Sequence[Any], args_key: bytes | None = None) -> None:
         self.timestamp = timestamp
         self.retval = retval
         self.matched = matched  # bitmap of the policies (of policy set `version`) it matched
@@ -109,6 +120,7 @@ class Event:
         self.ctx = ctx
         self.definition = definition
         self.args = args
+        self.args_key = args_key
 
     @property
     def name(self) -> str:

@@ -16,6 +16,8 @@ from pytracee.events.definitions import EVENTS, SIGNATURE_EVENTS_START
 from pytracee.events.event import Event, TaskContext
 from pytracee.sinks.render import ArgRenderer, syscall_name
 
+_ARGS_JSON_MAX = 4096  # rendered args kept per event (as the decoder keeps their values)
+
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray)):
@@ -69,6 +71,8 @@ class JsonRenderer:
         self.args = ArgRenderer(parse_arguments)
         self.ancestry = ancestry  # option:ancestry: the process's ancestors, nearest first
         self._parts: dict[tuple[int, int, int, int], bytes] = {}
+        # event id -> the decoder's raw args (Event.args_key) -> (args JSON, count)
+        self._args_json: dict[int, dict[bytes, tuple[bytes, int]]] = {}
 
     def _event_part(self, ev: Event) -> bytes:
         """eventId .. matchedPolicies: fixed for an (event, syscall, policies) triple."""
@@ -87,6 +91,7 @@ class JsonRenderer:
         event parts come from caches, only the per-event numbers are formatted."""
         parts = self._parts
         values = self.args.values
+        args_json_of = self._args_json
         lines = []
         append = lines.append
         ancestry = self.ancestry
@@ -103,11 +108,19 @@ class JsonRenderer:
             if ancestry is not None:
                 frag += b',"ancestors":' + orjson.dumps(ancestry(ctx))
             part = parts.get((ev.event_id, ev.syscall, ev.matched, ev.version)) or self._event_part(ev)
-            if ev.args:
-                args = values(ev)
-                args_json = orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
-                                         default=_default)
-                nargs = len(args)
+            akey = ev.args_key
+            if akey is not None:  # args shared with earlier events: rendered once
+                known = args_json_of.get(ev.event_id)
+                if known is None:
+                    known = args_json_of[ev.event_id] = {}
+                hit = known.get(akey)
+                if hit is None:
+                    if len(known) >= _ARGS_JSON_MAX:
+                        known.clear()
+                    hit = known[akey] = self._args(ev, values)
+                args_json, nargs = hit
+            elif ev.args:
+                args_json, nargs = self._args(ev, values)
             else:
                 args_json, nargs = b"[]", 0
             if ev.event_id >= SIGNATURE_EVENTS_START:
@@ -116,6 +129,12 @@ class JsonRenderer:
                 ev.timestamp, ev.cpu, frag, part, nargs, ev.retval, args_json))
         return b"".join(lines)
 
+
+    @staticmethod
+    def _args(ev: Event, values: Callable[[Event], list[tuple[str, str, Any]]]) -> tuple[bytes, int]:
+        args = values(ev)
+        return (orjson.dumps([{"name": n, "type": t, "value": v} for n, t, v in args],
+                             default=_default), len(args))
 
     def _detection_args(self, ev: Event, args_json: bytes) -> bytes:
         """A detection: its args plus `triggeredBy` (the event that caused it), then
