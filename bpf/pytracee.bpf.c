@@ -122,6 +122,14 @@ struct {
     __type(value, struct saved_args);
 } task_args SEC(".maps");
 
+/* Drop what a thread had saved (it exits, or exec starts a new image). A lookup
+ * first: most threads never saved a call, and a delete locks its bucket anyway. */
+static __always_inline void forget_saved(__u32 tid)
+{
+    if (bpf_map_lookup_elem(&task_args, &tid))
+        bpf_map_delete_elem(&task_args, &tid);
+}
+
 /* Per syscall id, whether sys_enter / sys_exit have anything to do for it
  * (user space writes it with each policy set): the one lookup a syscall
  * nobody wants costs. INTEREST_EXIT is never cleared: a call saved under an
@@ -130,6 +138,8 @@ struct {
 #define INTEREST_EXIT 2     /* some set since start saved calls of it at sys_enter */
 #define INTEREST_RAW_EXIT 4 /* the raw sys_exit event is selected */
 #define INTEREST_SOCK 8     /* network events are selected: record who owns the socket */
+#define INTEREST_AT_EXIT 16 /* the active set(s) want its derived event, built at sys_exit
+                             * alone (FETCH_AT_EXIT): no per-thread lookup for it */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, MAX_EVENT_ID);
@@ -516,7 +526,8 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     __u32 key = id;
     __u8 *interest = bpf_map_lookup_elem(&syscall_interest, &key);
-    if (!interest || !(*interest & (INTEREST_EXIT | INTEREST_RAW_EXIT | INTEREST_SOCK)))
+    if (!interest ||
+        !(*interest & (INTEREST_EXIT | INTEREST_AT_EXIT | INTEREST_RAW_EXIT | INTEREST_SOCK)))
         return 0;
     __u8 wants = *interest;
     struct task_struct *t = (struct task_struct *)bpf_get_current_task();
@@ -532,14 +543,14 @@ int trace_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     if (!ef || (ef->submit_on_enter && !ef->derived))
         return 0;
     __u32 derived = ef->derived;
-    if (!(wants & INTEREST_EXIT))
-        return 0;
     __s64 ret = ctx->args[1];
-    __u32 tid = (__u32)bpf_get_current_pid_tgid();
-    struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
-    if (sa && sa->syscall == id)
-        exit_saved(t, ef, id, sa, ret);
-    if (derived && (ef->flags & FETCH_AT_EXIT) && ret >= 0)
+    if (wants & INTEREST_EXIT) {
+        __u32 tid = (__u32)bpf_get_current_pid_tgid();
+        struct saved_args *sa = bpf_map_lookup_elem(&task_args, &tid);
+        if (sa && sa->syscall == id)
+            exit_saved(t, ef, id, sa, ret);
+    }
+    if ((wants & INTEREST_AT_EXIT) && derived && (ef->flags & FETCH_AT_EXIT) && ret >= 0)
         derive_at_exit(t, derived, id, regs, ret, version);
     return 0;
 }
@@ -865,8 +876,8 @@ out:
      * left under the tid it now has. */
     __u32 cur = (__u32)bpf_get_current_pid_tgid();
     if (tid != cur)
-        bpf_map_delete_elem(&task_args, &tid);
-    bpf_map_delete_elem(&task_args, &cur);
+        forget_saved(tid);
+    forget_saved(cur);
     exec_creds_event(t, tid);
     return 0;
 }
@@ -896,8 +907,10 @@ int trace_sched_process_exit(struct bpf_raw_tracepoint_args *ctx)
             submit(b, off);
         }
     }
-    bpf_map_delete_elem(&task_args, &tid);
-    if (group_dead)
+    forget_saved(tid);
+    /* Looked up first: a delete takes the bucket's lock even when there is nothing
+     * to delete, and most processes are followed by no policy. */
+    if (group_dead && bpf_map_lookup_elem(&follow_map, &tgid))
         bpf_map_delete_elem(&follow_map, &tgid);
     return 0;
 }

@@ -134,6 +134,15 @@ static __always_inline struct path_buf *path_buf(void)
     return bpf_map_lookup_elem(&path_scratch, &zero);
 }
 
+/* The path resolve_path left at `start` as a string argument: its length is known
+ * (it ends at PATH_MAX_LEN), so it is copied whole, not byte by byte up to the NUL. */
+static __always_inline __u32 put_resolved(struct event_buf *b, __u32 off, __u8 idx,
+                                          struct path_buf *pb, int start)
+{
+    __u32 from = start & (PATH_MAX_LEN - 1);
+    return put_bytes(b, off, idx, ARG_STR, &pb->data[from], PATH_MAX_LEN - from, 0);
+}
+
 /* Append the resolved path of `p` as a string argument. */
 static __always_inline __u32 put_path(struct event_buf *b, __u32 off, __u8 idx, const struct path *p)
 {
@@ -149,7 +158,7 @@ static __always_inline __u32 put_path(struct event_buf *b, __u32 off, __u8 idx, 
     struct path_buf *pb = path_buf();
     if (start < 0 || !pb)
         return put_str(b, off, idx, NULL, 0);
-    return put_str(b, off, idx, &pb->data[start & (PATH_MAX_LEN - 1)], 0);
+    return put_resolved(b, off, idx, pb, start);
 }
 
 #endif

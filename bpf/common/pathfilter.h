@@ -137,7 +137,7 @@ static __always_inline __u32 put_path_filtered(struct event_buf *b, __u32 off, _
     if (start < 0 || !pb)
         return put_str(b, off, idx, NULL, 0);
     b->hdr.matched_policies &= path_filter_pass(b->hdr.policies_version, event_idx, start);
-    return put_str(b, off, idx, &pb->data[start & (PATH_MAX_LEN - 1)], 0);
+    return put_resolved(b, off, idx, pb, start);
 }
 
 #endif

@@ -126,8 +126,14 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
     h->argnum = 0;
     h->flags = 0;
     bpf_get_current_comm(h->comm, sizeof(h->comm));
+    /* Copied whole with plain loads: the kernel zero-fills the name past its end
+     * (sethostname), and user space cuts it at the first NUL. */
     struct uts_namespace *uts = KPTR(struct task_struct, t)->nsproxy->uts_ns;
-    bpf_probe_read_kernel_str(h->uts, sizeof(h->uts), uts->name.nodename);
+    const __u64 *name = (const __u64 *)uts->name.nodename;
+    __u64 *to = (__u64 *)h->uts;
+#pragma unroll
+    for (int i = 0; i < UTS_LEN / 8; i++)
+        to[i] = name[i];
 }
 
 #endif

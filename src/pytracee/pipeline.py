@@ -47,8 +47,11 @@ class Pipeline:
     # an old set reports under it when it returns. Events of a forgotten set are counted.
     KEEP_VERSIONS = 64
     DRAIN_LIMIT = 1 << 15  # records per read, about 50 ms of a storm
-    SMALL_BATCH = 64       # below this, wait a little for more before the next read
-    COALESCE_S = 0.005
+    # After a read that emptied the ring, the next one waits this long, so that events
+    # are handled in batches (each costs a wakeup and a pass through every stage) ...
+    COALESCE_S = 0.02
+    # ... but never long enough for the rate just seen to fill this share of the ring.
+    COALESCE_RING_SHARE = 1 / 8
     FLUSH_S = 0.2          # outputs are flushed at least this often, and whenever idle
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
@@ -72,6 +75,8 @@ class Pipeline:
         self.stop_event = threading.Event()
         self._warned: set[int] = set()
         self._flushed = time.monotonic()
+        self._last_read = time.monotonic()
+        self._pause = 0.0
         self._urgent = False  # set when a detection is delivered: flush at once
         self._note_network(runtime)
         self.handle_batch = self._make_handler()
@@ -198,16 +203,26 @@ class Pipeline:
     def drain_once(self, timeout_ms: int = 100) -> int:
         """Wait for events (up to timeout_ms), handle what is there, return the count.
 
-        At low rates every event would wake us and cost a wakeup plus a write:
-        after a small batch we let events gather for COALESCE_S (a few ms of
-        latency) and flush outputs at most every FLUSH_S, or when idle.
+        Every event would otherwise wake us and go through the stages alone or
+        nearly so: after a read that emptied the ring we let events gather for up
+        to COALESCE_S (that much latency) and flush outputs at most every FLUSH_S,
+        or when idle.
         """
         reader = self.tracer.reader
         assert reader is not None
         n = 0
         if reader.wait(timeout_ms):
+            started, pos = time.monotonic(), reader.consumer_pos
             # Bounded, so that reloads and stop requests are seen during a storm too.
             n = reader.drain_batches(self.handle_batch, limit=self.DRAIN_LIMIT)
+            if 0 < n < self.DRAIN_LIMIT:
+                # The bytes just read came in since the last read: at that rate, how
+                # long until the share of the ring is used?
+                rate = (reader.consumer_pos - pos) / max(started - self._last_read, 1e-3)
+                self._pause = min(self.COALESCE_S, reader.size * self.COALESCE_RING_SHARE / rate)
+            else:
+                self._pause = 0.0
+            self._last_read = started
         if self.enricher is not None and self.enricher.held:
             self.deliver(self.enricher.release())
         now = time.monotonic()
@@ -215,8 +230,8 @@ class Pipeline:
             self._urgent = False
             self.flush()
             self._flushed = now
-        if 0 < n < self.SMALL_BATCH:
-            time.sleep(self.COALESCE_S)
+        if n and self._pause > 0:
+            time.sleep(self._pause)
         return n
 
     def flush(self) -> None:

@@ -10,22 +10,30 @@ def ids(*names: str) -> dict[int, int]:
     return {BY_NAME[n].id: 1 for n in names}
 
 
-def test_security_file_open_alone_saves_nothing_at_sys_enter() -> None:
-    enter, exits, raw_exit = syscall_interest(ids("security_file_open"))
-    assert OPEN_CALLS <= exits
-    assert not OPEN_CALLS & enter
-    assert raw_exit == frozenset()
+def test_security_file_open_alone_is_built_at_sys_exit_with_nothing_saved() -> None:
+    want = syscall_interest(ids("security_file_open"))
+    assert want.at_exit == OPEN_CALLS
+    assert not OPEN_CALLS & want.enter
+    assert not OPEN_CALLS & want.saved  # sys_exit skips the per-thread lookup for them
+    assert want.raw_exit == frozenset()
 
 
 def test_the_open_syscall_event_itself_is_still_saved_at_sys_enter() -> None:
-    enter, exits, _ = syscall_interest(ids("security_file_open", "openat"))
-    assert BY_NAME["openat"].id in enter
-    assert not {BY_NAME[n].id for n in ("open", "openat2", "creat")} & enter
-    assert OPEN_CALLS <= exits
+    want = syscall_interest(ids("security_file_open", "openat"))
+    assert BY_NAME["openat"].id in want.enter and want.saved == {BY_NAME["openat"].id}
+    assert not {BY_NAME[n].id for n in ("open", "openat2", "creat")} & want.enter
+    assert want.at_exit == OPEN_CALLS
 
 
 def test_events_that_need_state_from_sys_enter_keep_it() -> None:
-    enter, exits, _ = syscall_interest(ids("mem_prot_alert", "magic_write"))
+    want = syscall_interest(ids("mem_prot_alert", "magic_write"))
     for name in ("mmap", "mprotect", "write", "pwrite64"):
-        assert BY_NAME[name].id in enter, name
-        assert BY_NAME[name].id in exits, name
+        assert BY_NAME[name].id in want.enter, name
+        assert BY_NAME[name].id in want.saved, name
+    assert want.at_exit == frozenset()
+
+
+def test_raw_sys_enter_handles_every_call_but_saves_none() -> None:
+    want = syscall_interest(ids("sys_enter"))
+    assert BY_NAME["getppid"].id in want.enter and OPEN_CALLS <= want.enter
+    assert want.saved == frozenset() and want.at_exit == frozenset()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from pytracee.ebpf.libbpf import BpfError, BpfObject, Link, num_possible_cpus
 from pytracee.enrich.cgroupfs import v2_mount
@@ -107,7 +108,7 @@ SIGNAL_CONTAINERS = 2  # cgroup mkdir, rmdir
 
 
 # bpf: syscall_interest bits
-INTEREST_ENTER, INTEREST_EXIT, INTEREST_RAW_EXIT, INTEREST_SOCK = 1, 2, 4, 8
+INTEREST_ENTER, INTEREST_EXIT, INTEREST_RAW_EXIT, INTEREST_SOCK, INTEREST_AT_EXIT = 1, 2, 4, 8, 16
 _SYSCALL_IDS = frozenset(d.id for d in EVENTS.values() if d.syscall and d.id < wire.MAX_EVENT_ID)
 # The calls after which the caller owns a socket (bpf: sock_owner_exit).
 SOCKET_OWNER_SYSCALLS = frozenset(BY_NAME[n].id for n in
@@ -117,25 +118,33 @@ DEFAULT_NET_SNAPLEN = 1024  # DNS messages and HTTP heads fit
 MAX_NET_SNAPLEN = 4096  # bpf: NET_SNAP_MAX
 
 
-def syscall_interest(bits: dict[int, int]) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+class Interest(NamedTuple):
+    """What a policy set asks of sys_enter and sys_exit, as sets of syscall ids."""
+    enter: frozenset[int]    # sys_enter handles the call (INTEREST_ENTER)
+    saved: frozenset[int]    # ... and may save it for sys_exit (INTEREST_EXIT)
+    at_exit: frozenset[int]  # a derived event built at sys_exit alone (INTEREST_AT_EXIT)
+    raw_exit: frozenset[int]  # the raw sys_exit event (INTEREST_RAW_EXIT)
+
+
+def syscall_interest(bits: dict[int, int]) -> Interest:
     """For a policy set's kernel event bits: the syscalls sys_enter must handle, those
-    whose calls it saves for sys_exit, and those whose raw sys_exit event is wanted.
+    whose calls it may save for sys_exit, those whose derived event sys_exit builds
+    from the call's registers alone, and those whose raw sys_exit event is wanted.
     (Network events add INTEREST_SOCK on SOCKET_OWNER_SYSCALLS; see Tracer.apply.)"""
-    wanted = {nr for nr in _SYSCALL_IDS if bits.get(nr)}
+    saved = {nr for nr in _SYSCALL_IDS if bits.get(nr)}
     if bits.get(CAPTURE_FILE_WRITE):
-        wanted |= _CAPTURE_WRITE_IDS
-    enter = set(wanted)
+        saved |= _CAPTURE_WRITE_IDS
+    at_exit = set()
     for nr, derived in DERIVED_FROM_SYSCALL.items():
         if bits.get(derived):
-            wanted.add(nr)
-            if derived not in DERIVED_AT_EXIT:  # those are built at sys_exit alone
-                enter.add(nr)
+            (at_exit if derived in DERIVED_AT_EXIT else saved).add(nr)
+    enter = set(saved)
     if bits.get(SCHED_PROCESS_EXEC) or bits.get(BY_NAME["commit_creds"].id):
         enter |= {BY_NAME["execve"].id, BY_NAME["execveat"].id}  # prev_comm, creds before
     if bits.get(SYS_ENTER):
         enter |= _SYSCALL_IDS
     raw_exit = _SYSCALL_IDS if bits.get(SYS_EXIT) else frozenset()
-    return frozenset(enter), frozenset(wanted), frozenset(raw_exit)
+    return Interest(frozenset(enter), frozenset(saved), frozenset(at_exit), frozenset(raw_exit))
 
 
 class Tracer:
@@ -149,9 +158,8 @@ class Tracer:
         self.reader: RingReader | None = None
         self.start_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         # What the syscall_interest map holds (see apply()).
-        self._enter: frozenset[int] = frozenset()
-        self._raw_exit: frozenset[int] = frozenset()
-        self._exits: set[int] = set()
+        self._active = Interest(frozenset(), frozenset(), frozenset(), frozenset())
+        self._saved: set[int] = set()  # saved at sys_enter by some set since start
         self._sock = False  # INTEREST_SOCK is on: network events are selected
         self._interest: dict[int, int] = {}
         self._net_links: list[Link] = []
@@ -231,11 +239,11 @@ class Tracer:
             events_map.update(key, runtime.kernel_bits.get(eid, 0).to_bytes(8, "little"))
         # Before the switch, what either set wants of each syscall; after it, only the
         # new set's (calls saved under any set are still looked for at sys_exit).
-        enter, exit_, raw_exit = syscall_interest(runtime.kernel_bits)
-        self._exits |= exit_
+        new = syscall_interest(runtime.kernel_bits)
+        self._saved |= new.saved
         sock = any(runtime.kernel_bits.get(b) for b in NET_BASES)
         self._sock |= sock
-        self._write_interest(self._enter | enter, self._raw_exit | raw_exit)
+        self._write_interest(Interest(*(a | b for a, b in zip(self._active, new))))
         if sock and self._attached:
             self._attach_net()  # before the switch: the new set's packets come from the start
         comm = self.obj.map("scope_comm")
@@ -271,9 +279,9 @@ class Tracer:
         cfg = scope.config_bytes(self.start_boot_ns, os.getpid(), runtime.exec_env)
         self.obj.map("scope_cfg").update(slot.to_bytes(4, "little"), cfg)
         self.obj.map("config_version").update(b"\0\0\0\0", (runtime.version & 0xFFFF).to_bytes(4, "little"))
-        self._enter, self._raw_exit = enter, raw_exit
+        self._active = new
         self._sock = sock
-        self._write_interest(enter, raw_exit)
+        self._write_interest(new)
 
     def _attach_net(self) -> None:
         """cgroup_skb ingress and egress on the cgroup v2 root, once: attached only
@@ -298,13 +306,19 @@ class Tracer:
             self.net_error = f"network events are not available: {exc}"
             log.warning("%s; tracing goes on without them", self.net_error)
 
-    def _write_interest(self, enter: frozenset[int], raw_exit: frozenset[int]) -> None:
+    def _write_interest(self, want: Interest) -> None:
+        """`want` for sys_enter, the at-exit events and the raw sys_exit event; every call
+        some set since start saved is looked for at its exit (it may have entered under an
+        older set)."""
         assert self.obj is not None
         m = self.obj.map("syscall_interest")
         sock = SOCKET_OWNER_SYSCALLS if self._sock else frozenset()
         for nr in range(wire.MAX_EVENT_ID):
-            bits = ((INTEREST_ENTER if nr in enter else 0) | (INTEREST_EXIT if nr in self._exits else 0)
-                    | (INTEREST_RAW_EXIT if nr in raw_exit else 0) | (INTEREST_SOCK if nr in sock else 0))
+            bits = ((INTEREST_ENTER if nr in want.enter else 0)
+                    | (INTEREST_EXIT if nr in self._saved else 0)
+                    | (INTEREST_AT_EXIT if nr in want.at_exit else 0)
+                    | (INTEREST_RAW_EXIT if nr in want.raw_exit else 0)
+                    | (INTEREST_SOCK if nr in sock else 0))
             if bits != self._interest.get(nr, 0):
                 m.update(nr.to_bytes(4, "little"), bytes((bits,)))
                 self._interest[nr] = bits
