@@ -189,10 +189,10 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
             enrich.tick()
         for stream in streams:
             stream.start()
+        quiet_collector()  # before "tracing": that line says the loop is about to start
         click.echo(f"pytracee: tracing {len(runtime.event_bits)} events with "
                    f"{len(runtime.names)} {'policy' if len(runtime.names) == 1 else 'policies'} "
                    "(Ctrl-C to stop)", err=True)
-        quiet_collector()
         pipeline.run(tick)
         for stream in streams:  # also those the pipeline dropped (reader gone)
             stream.close()
