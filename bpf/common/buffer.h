@@ -20,18 +20,22 @@ struct event_buf {
     __u8 args[ARGS_SIZE];
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct event_buf);
-} scratch SEC(".maps");
+/* One value of `vtype` per CPU, too large for the 512-byte stack, in map `map`, and
+ * `getter()` that returns this CPU's (NULL only if the lookup fails). */
+#define PERCPU_SCRATCH(map, vtype, getter)                       \
+    struct {                                                     \
+        __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                 \
+        __uint(max_entries, 1);                                  \
+        __type(key, __u32);                                      \
+        __type(value, vtype);                                    \
+    } map SEC(".maps");                                          \
+    static __always_inline vtype *getter(void)                   \
+    {                                                            \
+        __u32 zero = 0;                                          \
+        return bpf_map_lookup_elem(&map, &zero);                 \
+    }
 
-static __always_inline struct event_buf *scratch_buf(void)
-{
-    __u32 zero = 0;
-    return bpf_map_lookup_elem(&scratch, &zero);
-}
+PERCPU_SCRATCH(scratch, struct event_buf, scratch_buf)
 
 /* Index into args[]. The empty asm hides off's known range from clang, which
  * would otherwise drop the mask the verifier needs to see. */

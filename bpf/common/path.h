@@ -18,12 +18,7 @@ struct path_buf {
     char data[PATH_BUF_SIZE];
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct path_buf);
-} path_scratch SEC(".maps");
+PERCPU_SCRATCH(path_scratch, struct path_buf, path_buf)
 
 struct path_walk {
     struct path_buf *pb;
@@ -85,8 +80,7 @@ static long path_step(__u64 i, void *data)
  * in as integers: global functions cannot take kernel pointers. */
 __noinline int resolve_path(__u64 dentry_addr, __u64 vfsmnt_addr)
 {
-    __u32 zero = 0;
-    struct path_buf *pb = bpf_map_lookup_elem(&path_scratch, &zero);
+    struct path_buf *pb = path_buf();
     struct dentry *dentry = (struct dentry *)dentry_addr;
     struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_addr;
     if (!pb || !dentry || !vfsmnt)
@@ -126,12 +120,6 @@ __noinline int resolve_path(__u64 dentry_addr, __u64 vfsmnt_addr)
     __u32 off = PATH_MAX_LEN - len;
     bpf_probe_read_kernel(&pb->data[off & (PATH_MAX_LEN - 1)], len, name.name);
     return off & (PATH_MAX_LEN - 1);
-}
-
-static __always_inline struct path_buf *path_buf(void)
-{
-    __u32 zero = 0;
-    return bpf_map_lookup_elem(&path_scratch, &zero);
 }
 
 /* The path resolve_path left at `start` as a string argument: its length is known

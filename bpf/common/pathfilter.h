@@ -63,22 +63,17 @@ struct path_keys {
     struct path_lpm_key rev;
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct path_keys);
-} path_key_scratch SEC(".maps");
+PERCPU_SCRATCH(path_key_scratch, struct path_keys, path_keys_buf)
 
 /* Which policies' pathname filters pass for the path at pb->data[start]. */
 __noinline __u64 path_filter_pass(__u32 version, __u32 event_idx, int start)
 {
-    __u32 zero = 0, cfg_key = (version & 1) * PATH_FILTER_EVENTS + (event_idx % PATH_FILTER_EVENTS);
+    __u32 cfg_key = (version & 1) * PATH_FILTER_EVENTS + (event_idx % PATH_FILTER_EVENTS);
     __u64 *has = bpf_map_lookup_elem(&path_filter_cfg, &cfg_key);
     if (!has || !*has)
         return ~0ULL;
-    struct path_buf *pb = bpf_map_lookup_elem(&path_scratch, &zero);
-    struct path_keys *keys = bpf_map_lookup_elem(&path_key_scratch, &zero);
+    struct path_buf *pb = path_buf();
+    struct path_keys *keys = path_keys_buf();
     if (!pb || !keys || start < 0 || start >= PATH_MAX_LEN)
         return ~0ULL;
     __u32 first = start;

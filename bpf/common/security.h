@@ -63,18 +63,7 @@ struct exit_call {
     struct before_state now; /* the builders' own scratch (credentials, namespaces after) */
 };
 
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct exit_call);
-} exit_call_scratch SEC(".maps");
-
-static __always_inline struct exit_call *exit_call_buf(void)
-{
-    __u32 zero = 0;
-    return bpf_map_lookup_elem(&exit_call_scratch, &zero);
-}
+PERCPU_SCRATCH(exit_call_scratch, struct exit_call, exit_call_buf)
 
 static __always_inline void read_cred(struct task_struct *t, struct slim_cred *c)
 {

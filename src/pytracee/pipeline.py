@@ -38,6 +38,20 @@ class Counts:
     pipeline_errors: int = 0  # events lost to a fault in pytracee itself (logged)
 
 
+# After a read that emptied the ring, the next one waits this long, so that events are
+# handled in batches (each costs a wakeup and a pass through every stage) ...
+COALESCE_S = 0.02
+# ... but never long enough for the rate just seen to fill this share of the ring.
+COALESCE_RING_SHARE = 1 / 8
+
+
+def coalesce_pause(nbytes: int, since_s: float, ring_size: int) -> float:
+    """How long to wait before the next read, after one that emptied the ring of the
+    `nbytes` that came in over the last `since_s` seconds."""
+    rate = nbytes / max(since_s, 1e-3)
+    return min(COALESCE_S, ring_size * COALESCE_RING_SHARE / rate) if rate > 0 else COALESCE_S
+
+
 class Pipeline:
     """Reads the tracer's ring and runs every event through decode, the user-space
     policy checks of the policy set it matched under, and the sinks."""
@@ -47,11 +61,6 @@ class Pipeline:
     # an old set reports under it when it returns. Events of a forgotten set are counted.
     KEEP_VERSIONS = 64
     DRAIN_LIMIT = 1 << 15  # records per read, about 50 ms of a storm
-    # After a read that emptied the ring, the next one waits this long, so that events
-    # are handled in batches (each costs a wakeup and a pass through every stage) ...
-    COALESCE_S = 0.02
-    # ... but never long enough for the rate just seen to fill this share of the ring.
-    COALESCE_RING_SHARE = 1 / 8
     FLUSH_S = 0.2          # outputs are flushed at least this often, and whenever idle
 
     def __init__(self, tracer: Tracer, decoder: Decoder, runtime: PolicyRuntime,
@@ -205,8 +214,8 @@ class Pipeline:
 
         Every event would otherwise wake us and go through the stages alone or
         nearly so: after a read that emptied the ring we let events gather for up
-        to COALESCE_S (that much latency) and flush outputs at most every FLUSH_S,
-        or when idle.
+        to COALESCE_S (that much latency; coalesce_pause) and flush outputs at most
+        every FLUSH_S, or when idle.
         """
         reader = self.tracer.reader
         assert reader is not None
@@ -215,13 +224,8 @@ class Pipeline:
             started, pos = time.monotonic(), reader.consumer_pos
             # Bounded, so that reloads and stop requests are seen during a storm too.
             n = reader.drain_batches(self.handle_batch, limit=self.DRAIN_LIMIT)
-            if 0 < n < self.DRAIN_LIMIT:
-                # The bytes just read came in since the last read: at that rate, how
-                # long until the share of the ring is used?
-                rate = (reader.consumer_pos - pos) / max(started - self._last_read, 1e-3)
-                self._pause = min(self.COALESCE_S, reader.size * self.COALESCE_RING_SHARE / rate)
-            else:
-                self._pause = 0.0
+            self._pause = (coalesce_pause(reader.consumer_pos - pos, started - self._last_read,
+                                          reader.size) if 0 < n < self.DRAIN_LIMIT else 0.0)
             self._last_read = started
         if self.enricher is not None and self.enricher.held:
             self.deliver(self.enricher.release())

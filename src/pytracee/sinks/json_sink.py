@@ -97,14 +97,15 @@ class JsonRenderer:
         ancestry = self.ancestry
         for ev in events:
             ctx = ev.ctx
-            cache = ctx.cache
-            frag = cache.get("json")
             # Inline _stamp(): this loop is the output's hot path.
             p, c = ctx.proc, ctx.container
             stamp = (p.rev + 1 if p is not None else 0) + (c.rev + 1 if c is not None else 0)
-            if frag is None or cache["json_stamp"] != stamp:
-                frag = cache["json"] = _task_fragment(ctx)
-                cache["json_stamp"] = stamp
+            kept = ctx.cache.get("json")
+            if kept is not None and kept[0] == stamp:
+                frag = kept[1]
+            else:
+                frag = _task_fragment(ctx)
+                ctx.cache["json"] = (stamp, frag)
             if ancestry is not None:
                 frag += b',"ancestors":' + orjson.dumps(ancestry(ctx))
             part = parts.get((ev.event_id, ev.syscall, ev.matched, ev.version)) or self._event_part(ev)
