@@ -135,10 +135,10 @@ def test_events_with_the_same_raw_args_share_their_decoded_args() -> None:
 
 def test_args_that_never_repeat_stop_being_cached_and_still_decode() -> None:
     dec = Decoder(EVENTS, boot_offset=0)
-    names = [f"/tmp/f{i}".encode() for i in range(5000)]
+    names = [f"/tmp/f{i}".encode() for i in range(1500)]
     events = dec.decode_batch([memoryview(_open_record(n)) for n in names])
     assert [ev.args[1] for ev in events] == [n.decode() for n in names]
-    assert dec._args[257] is None  # 4096 entries, no hit: given up on
+    assert dec._args[257] is None  # 1024 entries, no hit: given up on
     assert events[-1].args_key is None and events[0].args_key is not None
     again = dec.decode(memoryview(_open_record(b"/tmp/f1")))
     assert again is not None and again.args == (-100, "/tmp/f1", None, None)
@@ -150,3 +150,11 @@ def test_a_malformed_record_is_not_cached() -> None:
     first, second = dec.decode_batch([memoryview(bad), memoryview(bad)])
     assert first.args[0] == -100 and first.args_key is None and second.args_key is None
     assert dec.malformed == 2
+
+
+def test_large_args_are_decoded_every_time_not_kept() -> None:
+    dec = Decoder(EVENTS, boot_offset=0)
+    long_path = b"/" + b"x" * 600
+    a, b = dec.decode_batch([memoryview(_open_record(long_path))] * 2)
+    assert a.args == b.args == (-100, long_path.decode(), None, None)
+    assert a.args_key is None and b.args_key is None and a.args is not b.args

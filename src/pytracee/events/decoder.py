@@ -30,8 +30,11 @@ _CTX_CACHE_MAX = 8192
 # Decoded args are kept by their raw bytes, per event: most file opens are of the same
 # few files (libc, ld.so.cache, locales), and those events decode (and render) once.
 # An event whose args rarely repeat (fork: new pids) stops being cached: when its cache
-# fills up with fewer hits than entries since the last fill.
-_ARGS_CACHE_MAX = 4096
+# fills up with fewer hits than entries since the last fill. Large args (argv, env) are
+# not kept: they rarely repeat, and the cache (and the outputs' renderings of what it
+# holds) would grow with them.
+_ARGS_CACHE_MAX = 1024
+_ARGS_KEY_MAX = 512  # bytes of raw args
 _NOT_SEEN = object()
 TRUNCATED_MARK = "...(truncated)"
 _NO_ARGS: tuple[Any, ...] = ()
@@ -120,7 +123,7 @@ class Decoder:
                 cache = arg_caches.get(event_id, _NOT_SEEN)
                 if cache is _NOT_SEEN:
                     cache = arg_caches[event_id] = {}
-                if cache is None:
+                if cache is None or len(view) > _ARGS_KEY_MAX + _HEADER_SIZE:
                     args = decode_args(view, argnum, d)[0]
                 else:
                     raw = view[_HEADER_SIZE:].tobytes()

@@ -16,7 +16,7 @@ from pytracee.events.definitions import EVENTS, SIGNATURE_EVENTS_START
 from pytracee.events.event import Event, TaskContext
 from pytracee.sinks.render import ArgRenderer, syscall_name
 
-_ARGS_JSON_MAX = 4096  # rendered args kept per event (as the decoder keeps their values)
+_ARGS_JSON_MAX = 1024  # rendered args kept per event (as the decoder keeps their values)
 
 
 def _default(obj: Any) -> Any:
