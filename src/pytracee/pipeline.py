@@ -87,7 +87,6 @@ class Pipeline:
         self._warned: set[int] = set()
         self._flushed = time.monotonic()
         self._last_read = time.monotonic()
-        self._pause = 0.0
         self._urgent = False  # set when a detection is delivered: flush at once
         self._note_network(runtime)
         self.handle_batch = self._make_handler()
@@ -222,12 +221,14 @@ class Pipeline:
         reader = self.tracer.reader
         assert reader is not None
         n = 0
+        pause = 0.0
         if reader.wait(timeout_ms):
             started, pos = time.monotonic(), reader.consumer_pos
             # Bounded, so that reloads and stop requests are seen during a storm too.
             n = reader.drain_batches(self.handle_batch, limit=self.DRAIN_LIMIT)
-            self._pause = (coalesce_pause(reader.consumer_pos - pos, started - self._last_read,
-                                          reader.size) if 0 < n < self.DRAIN_LIMIT else 0.0)
+            if n < self.DRAIN_LIMIT:  # the ring was emptied (a storm leaves more: no wait)
+                pause = coalesce_pause(reader.consumer_pos - pos, started - self._last_read,
+                                       reader.size)
             self._last_read = started
         if self.enricher is not None and self.enricher.held:
             self.deliver(self.enricher.release())
@@ -236,8 +237,8 @@ class Pipeline:
             self._urgent = False
             self.flush()
             self._flushed = now
-        if n and self._pause > 0:
-            time.sleep(self._pause)
+        if n and pause > 0:
+            time.sleep(pause)
         return n
 
     def flush(self) -> None:

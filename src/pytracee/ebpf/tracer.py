@@ -134,7 +134,7 @@ def syscall_interest(bits: dict[int, int]) -> Interest:
     saved = {nr for nr in _SYSCALL_IDS if bits.get(nr)}
     if bits.get(CAPTURE_FILE_WRITE):
         saved |= _CAPTURE_WRITE_IDS
-    at_exit = set()
+    at_exit: set[int] = set()
     for nr, derived in DERIVED_FROM_SYSCALL.items():
         if bits.get(derived):
             (at_exit if derived in DERIVED_AT_EXIT else saved).add(nr)

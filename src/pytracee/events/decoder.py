@@ -35,6 +35,7 @@ _CTX_CACHE_MAX = 8192
 # holds) would grow with them.
 _ARGS_CACHE_MAX = 1024
 _ARGS_KEY_MAX = 512  # bytes of raw args
+_CACHED_RECORD_MAX = _HEADER_SIZE + _ARGS_KEY_MAX
 _NOT_SEEN = object()
 TRUNCATED_MARK = "...(truncated)"
 _NO_ARGS: tuple[Any, ...] = ()
@@ -123,7 +124,7 @@ class Decoder:
                 cache = arg_caches.get(event_id, _NOT_SEEN)
                 if cache is _NOT_SEEN:
                     cache = arg_caches[event_id] = {}
-                if cache is None or len(view) > _ARGS_KEY_MAX + _HEADER_SIZE:
+                if cache is None or len(view) > _CACHED_RECORD_MAX:
                     args = decode_args(view, argnum, d)[0]
                 else:
                     raw = view[_HEADER_SIZE:].tobytes()
