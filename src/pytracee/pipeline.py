@@ -313,6 +313,10 @@ class Pipeline:
             out[name] = sum(stats.get(kind, {}).values())
         return out
 
+    def skipped_runs(self) -> dict[str, int]:
+        """Runs of our BPF programs the kernel skipped (re-entered on a CPU), by program."""
+        return self.tracer.skipped_runs()
+
     def summary(self) -> str:
         delivered = sum(self.counts.delivered)
         lost = self.lost()
@@ -320,6 +324,9 @@ class Pipeline:
         extra = ""
         if self.decoder.malformed or self.decoder.unknown_events:
             extra = f", undecodable: {self.decoder.malformed + self.decoder.unknown_events}"
+        skipped = sum(self.skipped_runs().values())
+        if skipped:
+            extra += f", BPF program runs skipped by the kernel: {skipped}"
         if self.counts.sink_errors:
             extra += f", output errors: {self.counts.sink_errors}"
         if self.counts.pipeline_errors:

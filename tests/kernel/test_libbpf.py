@@ -7,6 +7,7 @@ getppid() of the pid put in its .rodata, so every count below is exact.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -57,6 +58,7 @@ def objs(require_bpf: None, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         "good": _build(tmp, "ringbuf_test.bpf.o"),
         "discard": _build(tmp, "discard.bpf.o", "-DDISCARD_ODD"),
         "broken": _build(tmp, "broken.bpf.o", "-DBROKEN"),
+        "recurse": _build(tmp, "recurse.bpf.o", "-DRECURSE"),
     }
 
 
@@ -235,6 +237,27 @@ def test_percpu_lookup_has_one_value_per_possible_cpu(traced: BpfObject) -> None
         traced.map("hits").lookup(U32.pack(0))
     with pytest.raises(BpfError, match="not a per-CPU map"):
         traced.map("scratch").lookup_percpu(U32.pack(0))
+
+
+def test_program_info_counts_runs_the_kernel_skipped(objs: dict[str, Path]) -> None:
+    """recursion_misses: on_printk makes itself run again on every getppid() of ours;
+    the kernel skips each nested run and counts it, and info() reads that count."""
+    with BpfObject.open(objs["recurse"]) as o:
+        o.set_global(".rodata", "cfg_target_pid", U32.pack(os.getpid()))
+        o.load()
+        printk = o.program("on_printk")
+        printk.attach_raw_tracepoint("bpf_trace_printk")
+        o.program("on_sys_enter").attach_raw_tracepoint("sys_enter")
+        before = printk.info()
+        _getppid_storm(1000)
+        after = printk.info()
+        shown = json.loads(subprocess.run(["bpftool", "prog", "show", "id", str(after.id), "-j"],
+                                          capture_output=True, text=True, check=True).stdout)
+        assert _hits(o, HIT_GETPPID) == 1000
+    assert after.name == shown["name"] == "on_printk"
+    assert after.id == before.id == shown["id"]
+    assert after.recursion_misses - before.recursion_misses == 1000
+    assert shown.get("recursion_misses", 0) == after.recursion_misses
 
 
 def test_hash_map_round_trip(obj: BpfObject) -> None:

@@ -92,6 +92,8 @@ def test_metrics_count_the_events_seen_and_healthz_is_ok(syscaller: Path) -> Non
     assert not any(k.startswith('pytracee_events_total{event="ptrace"') for k in got)  # signature input only
     assert got['pytracee_events_lost_total{reason="ring_full"}'] == 0
     assert got['pytracee_events_lost_total{reason="submit_error"}'] == 0
+    assert got['pytracee_bpf_runs_skipped_total{program="trace_sys_enter"}'] == 0
+    assert got['pytracee_bpf_runs_skipped_total{program="trace_sys_exit"}'] == 0
     assert got["pytracee_events_filtered_total"] == 0
     assert got["pytracee_output_errors_total"] == 0
     assert got['pytracee_detections_total{signature="TRC-102",event="anti_debugging"}'] == 1

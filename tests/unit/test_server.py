@@ -171,6 +171,7 @@ def fakes() -> tuple[Any, Any, Any]:
     counts.filtered, counts.sink_errors, counts.pipeline_errors = 4, 3, 0
     pipeline = SimpleNamespace(
         counts=counts, lost=lambda: {"ring_full": 6, "submit_error": 0},
+        skipped_runs=lambda: {"trace_sys_enter": 0, "trace_sys_exit": 3},
         decoder=SimpleNamespace(malformed=1, unknown_events=0),
         sinks=[object(), FakeStream('out "json"')])
     ec = EngineCounts(detections=1, chain_depth_exceeded=0,
@@ -194,6 +195,8 @@ def test_collect_reads_every_counter() -> None:
                                                 (("event", "anti_debugging"),): "1"}
     assert samples["pytracee_events_lost_total"] == {(("reason", "ring_full"),): "6",
                                                      (("reason", "submit_error"),): "0"}
+    assert samples["pytracee_bpf_runs_skipped_total"] == {(("program", "trace_sys_enter"),): "0",
+                                                          (("program", "trace_sys_exit"),): "3"}
     assert samples["pytracee_events_filtered_total"] == {(): "4"}
     assert samples["pytracee_output_errors_total"] == {(): "3"}
     assert samples["pytracee_events_undecodable_total"] == {(): "1"}

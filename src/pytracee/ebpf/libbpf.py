@@ -36,7 +36,7 @@ from ctypes import (
 )
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 __all__ = [
     "BpfError",
@@ -46,6 +46,7 @@ __all__ = [
     "Map",
     "MapType",
     "Program",
+    "ProgramInfo",
     "num_possible_cpus",
     "set_log_handler",
 ]
@@ -103,6 +104,41 @@ class _UprobeOpts(Structure):
     ]
 
 
+class _BpfProgInfo(Structure):
+    """struct bpf_prog_info (uapi/linux/bpf.h) up to recursion_misses: the kernel
+    fills at most the length given and only grows the struct at its end. Pointer and
+    count fields stay 0, so the kernel copies out no arrays."""
+
+    _fields_ = [
+        ("type", c_uint32), ("id", c_uint32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", c_uint32), ("xlated_prog_len", c_uint32),
+        ("jited_prog_insns", c_uint64), ("xlated_prog_insns", c_uint64),
+        ("load_time", c_uint64), ("created_by_uid", c_uint32), ("nr_map_ids", c_uint32),
+        ("map_ids", c_uint64), ("name", ctypes.c_char * 16), ("ifindex", c_uint32),
+        ("gpl_compatible", c_uint32), ("netns_dev", c_uint64), ("netns_ino", c_uint64),
+        ("nr_jited_ksyms", c_uint32), ("nr_jited_func_lens", c_uint32),
+        ("jited_ksyms", c_uint64), ("jited_func_lens", c_uint64),
+        ("btf_id", c_uint32), ("func_info_rec_size", c_uint32), ("func_info", c_uint64),
+        ("nr_func_info", c_uint32), ("nr_line_info", c_uint32), ("line_info", c_uint64),
+        ("jited_line_info", c_uint64), ("nr_jited_line_info", c_uint32),
+        ("line_info_rec_size", c_uint32), ("jited_line_info_rec_size", c_uint32),
+        ("nr_prog_tags", c_uint32), ("prog_tags", c_uint64),
+        ("run_time_ns", c_uint64), ("run_cnt", c_uint64), ("recursion_misses", c_uint64),
+    ]
+
+
+class ProgramInfo(NamedTuple):
+    """What the kernel counts of a loaded program. run_time_ns and run_cnt grow only
+    while kernel.bpf_stats_enabled is 1; recursion_misses always: runs the kernel
+    skipped because the program was already running on that CPU."""
+
+    id: int
+    name: str
+    run_time_ns: int
+    run_cnt: int
+    recursion_misses: int
+
+
 # int (*)(enum libbpf_print_level, const char *fmt, va_list ap). va_list is an
 # array type on x86_64, so it arrives as a pointer and can be handed on as one.
 _PRINT_FN = CFUNCTYPE(c_int, c_int, c_void_p, c_void_p)
@@ -128,6 +164,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__section_name": (_cp, [_vp]),
     "bpf_program__fd": (_i, [_vp]),
     "bpf_program__set_autoload": (_i, [_vp, c_bool]),
+    "bpf_obj_get_info_by_fd": (_i, [_i, _vp, POINTER(_u32)]),
     "bpf_program__autoload": (c_bool, [_vp]),
     "bpf_program__attach": (_vp, [_vp]),
     "bpf_program__attach_raw_tracepoint": (_vp, [_vp, _cp]),
@@ -320,6 +357,18 @@ class Program:
     @property
     def autoload(self) -> bool:
         return bool(_L.bpf_program__autoload(self._p()))
+
+    def info(self) -> ProgramInfo:
+        """The kernel's counters of this program (loaded only)."""
+        fd = self.fd
+        if fd < 0:
+            raise BpfError(f"info of program {self.name}", _errno.EBADF, "not loaded")
+        raw = _BpfProgInfo()
+        size = c_uint32(ctypes.sizeof(raw))
+        _check(f"info of program {self.name}",
+               _L.bpf_obj_get_info_by_fd(fd, ctypes.byref(raw), ctypes.byref(size)))
+        return ProgramInfo(raw.id, _str(raw.name), raw.run_time_ns, raw.run_cnt,
+                           raw.recursion_misses)
 
     def set_autoload(self, on: bool) -> None:
         """Include (True) or skip (False) this program at load; before load only."""

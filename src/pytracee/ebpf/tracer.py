@@ -361,6 +361,13 @@ class Tracer:
             out[kind] = per
         return out
 
+    def skipped_runs(self) -> dict[str, int]:
+        """Per loaded program: the runs the kernel skipped because the program was
+        already running on that CPU (bpf_prog_info.recursion_misses). An event such a
+        run would have sent is in no other counter."""
+        assert self.obj is not None
+        return {p.name: p.info().recursion_misses for p in self.obj.programs() if p.fd >= 0}
+
     def close(self) -> None:
         for link in self._net_links:
             link.destroy()

@@ -8,6 +8,8 @@
  *   [2] uprobe hits of the target [3] egress packets of cfg_skb_len bytes
  *
  * Built with -DDISCARD_ODD it reserves/commits instead and discards odd seqs.
+ * Built with -DRECURSE, every such getppid() also makes on_printk run inside itself
+ * once: the kernel skips that nested run and counts it in recursion_misses.
  * Built with -DBROKEN it also has a program the verifier rejects (map value
  * used without a NULL check), to test error reporting and the log handler.
  */
@@ -79,6 +81,9 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
         .tgid = cfg_target_pid,
     };
     count(0);
+#ifdef RECURSE
+    bpf_printk("getppid"); /* runs on_printk */
+#endif
 #ifdef DISCARD_ODD
     /* reserve/commit path, discarding odd seqs: readers must skip those */
     struct record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -113,6 +118,18 @@ int on_egress(struct __sk_buff *skb)
         count(3);
     return 1; /* always let the packet through */
 }
+
+#ifdef RECURSE
+/* On bpf_trace_printk's own tracepoint: its printk fires that tracepoint again,
+ * while this program is still running on the CPU. */
+SEC("raw_tracepoint/bpf_trace_printk")
+int on_printk(void *ctx)
+{
+    if ((__u32)(bpf_get_current_pid_tgid() >> 32) == cfg_target_pid)
+        bpf_printk("again");
+    return 0;
+}
+#endif
 
 #ifdef BROKEN
 SEC("raw_tracepoint/sys_exit")
