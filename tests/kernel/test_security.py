@@ -202,14 +202,17 @@ def test_cgroup_mkdir_attach_rmdir(tmp_path: Path) -> None:
     assert len(ids) == 1
 
 
-def test_mem_prot_alerts() -> None:
+def test_mem_prot_alerts(tmp_path: Path) -> None:
     code = """
-        import ctypes, mmap
+        import ctypes, os
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mmap.restype = ctypes.c_void_p
         libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
         RW, RX, RWX = 3, 5, 7
         wx = libc.mmap(None, 4096, RWX, 0x22, -1, 0)                # W+X at once: alert 1
+        fd = os.open(LIB, os.O_RDONLY)
+        wxf = libc.mmap(None, 4096, RWX, 0x02, fd, 0)               # a file's, private: alert 1
+        assert libc.mmap(None, 4096, RWX, 0x02, 999, 0) == 2**64 - 1  # MAP_FAILED (EBADF): no alert
         jit = libc.mmap(None, 4096, RW, 0x22, -1, 0)
         assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # made executable: alert 2
         assert libc.mprotect(ctypes.c_void_p(jit), 4096, RWX) == 0    # exec made writable: alert 3
@@ -217,15 +220,21 @@ def test_mem_prot_alerts() -> None:
         plain = libc.mmap(None, 4096, RW, 0x22, -1, 0)
         assert libc.mprotect(ctypes.c_void_p(plain), 4096, 1) == 0    # read-only: no alert
         open("/proc/self/comm", "w").write("pt-memdone")
-        print(wx, jit)
+        print(wx, wxf, jit)
     """
+    lib = tmp_path / "code.bin"
+    lib.write_bytes(b"\x90" * 4096)
     with Session(["mem_prot_alert"], ["comm=pt-mem"]) as s:
-        res = py("pt-mem", code)
+        res = py("pt-mem", code.replace("LIB", repr(str(lib))))
         events = s.drain()
-    wx, jit = map(int, res.stdout.split())
+    wx, wxf, jit = map(int, res.stdout.split())
+    alerts = of(events, "mem_prot_alert")
     got = [(e.arg("alert"), int(e.arg("addr"), 16), e.arg("len"), e.arg("prot"), e.arg("prev_prot"))
-           for e in of(events, "mem_prot_alert")]
-    assert got == [(1, wx, 4096, 7, 0), (2, jit, 4096, 5, 3), (3, jit, 4096, 7, 5), (4, jit, 4096, 5, 7)]
+           for e in alerts]
+    assert got == [(1, wx, 4096, 7, 0), (1, wxf, 4096, 7, 0), (2, jit, 4096, 5, 3),
+                   (3, jit, 4096, 7, 5), (4, jit, 4096, 5, 7)]
+    assert [e.arg("pathname") for e in alerts[:2]] == [None, str(lib)]
+    assert alerts[1].arg("inode") == lib.stat().st_ino
 
 
 def test_mount_and_umount(tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from pytracee.ebpf.ringbuf import RingReader
 from pytracee.errors import EnvironmentProblem
 from pytracee.events import wire
 from pytracee.events.definitions import (
+    AT_EXIT_SYSCALLS,
     BY_NAME,
     CAPTURE_FILE_WRITE,
     CAPTURE_WRITE_SYSCALLS,
-    DERIVED_AT_EXIT,
     DERIVED_FROM_SYSCALL,
     EVENTS,
     NET_BASES,
@@ -137,7 +137,7 @@ def syscall_interest(bits: dict[int, int]) -> Interest:
     at_exit: set[int] = set()
     for nr, derived in DERIVED_FROM_SYSCALL.items():
         if bits.get(derived):
-            (at_exit if derived in DERIVED_AT_EXIT else saved).add(nr)
+            (at_exit if nr in AT_EXIT_SYSCALLS else saved).add(nr)
     enter = set(saved)
     if bits.get(SCHED_PROCESS_EXEC) or bits.get(BY_NAME["commit_creds"].id):
         enter |= {BY_NAME["execve"].id, BY_NAME["execveat"].id}  # prev_comm, creds before
@@ -197,7 +197,7 @@ class Tracer:
                 kinds = list(d.kernel_kinds) + [wire.ARG_NONE] * (6 - len(d.kernel_kinds))
                 derived = DERIVED_FROM_SYSCALL.get(d.id, 0)
                 flags = ((wire.FETCH_CAPTURE if d.id in _CAPTURE_WRITE_IDS else 0)
-                         | (wire.FETCH_AT_EXIT if derived in DERIVED_AT_EXIT else 0))
+                         | (wire.FETCH_AT_EXIT if d.id in AT_EXIT_SYSCALLS else 0))
                 fetch.update(d.id.to_bytes(4, "little"),
                              wire.EVENT_FETCH.pack(*kinds, int(d.submit_on_enter), flags, derived))
         self.apply(runtime)  # before attaching: no event is decided on half-written maps

@@ -335,10 +335,11 @@ BY_NAME: dict[str, EventDef] = {ev.name: ev for ev in EVENTS.values()}
 # syscall id -> the security event built from it (one per syscall, by construction).
 DERIVED_FROM_SYSCALL: dict[int, int] = {
     BY_NAME[sc].id: ev.id for ev in _SECURITY_EVENTS for sc in ev.derived_from}
-# Security events the kernel builds at sys_exit from the call's result and its argument
-# registers alone: nothing is saved at sys_enter for them (bpf: FETCH_AT_EXIT). Opens
-# are the most frequent calls a security policy selects.
-DERIVED_AT_EXIT = frozenset({BY_NAME["security_file_open"].id})
+# Syscalls whose security event the kernel builds at sys_exit from the call's result and
+# its argument registers alone: nothing is saved at sys_enter for them (bpf:
+# FETCH_AT_EXIT). Opens and mmaps are the most frequent calls a security policy selects;
+# mprotect is not here: its event needs the protection from before the call.
+AT_EXIT_SYSCALLS = frozenset(BY_NAME[n].id for n in ("open", "openat", "openat2", "creat", "mmap"))
 # Kernel header spellings of syscalls Tracee renamed, accepted by lookup(). Not
 # "afs_syscall": Tracee uses that name for the 32-bit-only syscall, which we lack.
 _NOT_ALIASES = frozenset({"afs_syscall"})
