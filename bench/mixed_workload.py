@@ -22,6 +22,12 @@ figure is the MEDIAN of the R runs, with min..max:
   pytracee default  `pytracee -o json:/dev/null` (Tracee's default event set)
   ... @REV          with --against REV: the security set with git revision REV's pytracee
                     (built in a temporary worktree, bench/revision.py), in the same runs
+  bpftrace opens    a peer (--peers bpftrace, the default; installed with apt if missing):
+                    bpftrace printing pid, comm and the caller's path string of every
+                    successful openat to a file. That is less than security_file_open
+                    carries (no resolved path, inode, flags or task context) and the only
+                    event it makes, so a lower bound on what the opens alone cost a
+                    general-purpose tracer; its "events" are the lines it printed
 
 For the pytracee cases: start it, wait for "pytracee: tracing" on its stderr and until it
 is idle, run the workload, SIGINT it and parse its summary line (events delivered, lost).
@@ -45,6 +51,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -216,6 +223,50 @@ def start_pytracee(args: list[str], rev: Revision | None = None
     return p, err
 
 
+# Paths are read at sys_enter (the pointer saved per thread) and printed at sys_exit when
+# the call succeeded, as bpftrace users write it; str() reads at most 64 bytes.
+BPFTRACE_OPENS = ('tracepoint:syscalls:sys_enter_openat { @p[tid] = args->filename; } '
+                  'tracepoint:syscalls:sys_exit_openat /@p[tid]/ { '
+                  'if (args->ret >= 0) { printf("%d %s %s\\n", pid, comm, str(@p[tid])); } '
+                  'delete(@p[tid]); }')
+
+
+def case_bpftrace(ctx: argparse.Namespace) -> dict:
+    out = ctx.tmp / "bpftrace.out"
+    with out.open("wb") as f:
+        p = CHILDREN.spawn(["bpftrace", "-e", BPFTRACE_OPENS], stdout=f, stderr=subprocess.PIPE)
+    err = storm.LineCollector(p.stderr)
+    try:
+        deadline = time.monotonic() + ATTACH_TIMEOUT_S
+        while not storm.bpftrace_attached(p.pid):
+            if p.poll() is not None:
+                raise BenchError(f"bpftrace exited {p.returncode}: {err.tail()}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"bpftrace did not attach: {err.tail()}")
+            time.sleep(0.05)
+        storm.wait_idle(p.pid, SETTLE_TIMEOUT_S)  # both probes attached, start-up done
+        ctx.probe.tracer_attached(p.pid)
+        ticks0 = storm.cpu_ticks(p.pid)
+        r = run_workload(ctx)
+        ticks1 = storm.cpu_ticks(p.pid)
+        ctx.probe.storm_done(p.pid)
+        r["tracer_cpu_pct"] = (ticks1 - ticks0) / storm.CLK_TCK / r["workload_s"] * 100
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(storm.STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BenchError("bpftrace did not stop on SIGINT") from None
+    finally:
+        CHILDREN.stop(p)
+        err.finish()
+    text = out.read_bytes().decode(errors="replace")
+    out.unlink()
+    r["lost"] = sum(int(n) for n in re.findall(r"Lost (\d+) events", text))
+    # its own lines ("Attaching 2 probes...") have no pid in front
+    r["delivered"] = sum(1 for ln in text.splitlines() if ln.split(" ", 1)[0].isdigit())
+    return r
+
+
 def traced(args: list[str], against: bool = False) -> Callable[[argparse.Namespace], dict]:
     def case(ctx: argparse.Namespace) -> dict:
         p, err = start_pytracee(args, ctx.revision if against else None)
@@ -242,7 +293,9 @@ CASES: list[tuple[str, str, Callable[[argparse.Namespace], dict]]] = [
      traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"])),
     ("pt_default", "pytracee default set", traced(["-o", "json:/dev/null"])),
 ]
+PEER_CASE = ("bpftrace", "bpftrace opens (peer)", case_bpftrace)
 PYTRACEE_CASES = ("pt_security", "pt_default", "pt_security_rev")
+COUNTED_CASES = PYTRACEE_CASES + ("bpftrace",)  # cases whose events and losses are known
 # --against REV: the security set with that revision's pytracee, in the same runs
 AGAINST_CASE = ("pt_security_rev", "pytracee security set @{rev}",
                 traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"], against=True))
@@ -277,7 +330,7 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
         floor = out.get("empty_hooks", {}).get(over)
         if floor is None:
             continue
-        for key in PYTRACEE_CASES:
+        for key in COUNTED_CASES:
             if over in out.get(key, {}):
                 out[key][above] = out[key][over] - floor
     return out
@@ -302,7 +355,7 @@ def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> 
             rows.append([label, "ERROR: " + "; ".join(m.get("errors", ["?"]))[:110]]
                         + [""] * (len(head) - 2))
             continue
-        pt = key in PYTRACEE_CASES
+        pt = key in COUNTED_CASES
         ov = m.get("overhead_pct")
         pp = m.get("pp_above_floor")
         cpu_pp = m.get("cpu_pp_above_floor")
@@ -385,7 +438,12 @@ def main() -> int:
                     help="print the raw numbers as JSON on stdout (the table goes to stderr)")
     ap.add_argument("--against", metavar="REV",
                     help="also run the security set with git revision REV's pytracee")
+    ap.add_argument("--peers", default="bpftrace",
+                    help="peer tracers to run too: 'bpftrace', or '' for none")
     args = ap.parse_args()
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if any(p != "bpftrace" for p in peers):
+        ap.error(f"unknown peer in --peers {args.peers!r} (known: bpftrace)")
     if args.runs <= 0 or args.timeout <= 0 or args.warmup < 0:
         ap.error("--runs and --timeout must be positive, --warmup not negative")
     if not shutil.which("gcc"):
@@ -399,6 +457,9 @@ def main() -> int:
         key, label, fn = AGAINST_CASE
         CASES.append((key, label.format(rev=args.against), fn))
     notes: list[str] = []
+    if peers:
+        storm.ensure_peers(peers, notes)  # a tool still missing: its rows show the error
+        CASES.append(PEER_CASE)
     results: dict[str, list[dict]] = {key: [] for key, _, _ in CASES}
     try:
         with open("/proc/loadavg") as f:
@@ -407,6 +468,7 @@ def main() -> int:
         pass
     try:
         with tempfile.TemporaryDirectory(prefix="pt-mixed-") as tmp:
+            args.tmp = Path(tmp)
             args.workload = make_workload(Path(tmp))
             args.hooks_obj = build_hooks(Path(tmp))
             args.revision = Revision(args.against, Path(tmp)).__enter__() if args.against else None
