@@ -11,6 +11,10 @@ before and after the load. Figures are MEDIANS of R rounds: total ms of BPF time
 ns per run. bpf_stats times the program itself (plus its two clock reads), not the
 tracepoint's dispatch: the floor any tracer pays is bench/mixed_workload.py's business.
 
+Each round also runs the mixed workload under the empty hooks of bench/mixed_workload.py
+(two programs that return at once): their ns per run is what bpf_stats itself and the
+program call cost, the floor under every figure above it.
+
 --against REV also runs git revision REV, side by side: its tree is checked out in a
 temporary worktree, its BPF object compiled there, and its Python run from there (this
 tree's virtualenv, PYTHONPATH). Rounds alternate the builds, so machine noise spreads
@@ -93,6 +97,22 @@ def one_round(src: Path, ctx: argparse.Namespace) -> dict[str, dict[str, tuple[f
         mw.CHILDREN.stop(p)
 
 
+def empty_hooks_round(ctx: argparse.Namespace) -> dict[str, tuple[float, int]]:
+    """The mixed workload under the two empty hooks: program name -> (run_time_ns, run_cnt)."""
+    obj = mw.BpfObject.open(ctx.hooks_obj)
+    try:
+        obj.load()
+        progs = [obj.program("empty_sys_enter"), obj.program("empty_sys_exit")]
+        for p in progs:
+            p.attach_raw_tracepoint(p.name.removeprefix("empty_"))
+        before = {p.name: p.info() for p in progs}
+        mw.run_workload(ctx)
+        return {p.name: (p.info().run_time_ns - before[p.name].run_time_ns,
+                         p.info().run_cnt - before[p.name].run_cnt) for p in progs}
+    finally:
+        obj.close()
+
+
 def median_table(rounds: list[dict[str, dict[str, tuple[float, int]]]]
                  ) -> dict[str, dict[str, tuple[float, float]]]:
     """load -> program -> (median total ms, median ns per run); 'all' sums the programs."""
@@ -145,6 +165,7 @@ def main() -> int:
         tmp = Path(tmp_s)
         args.tmp = tmp
         args.workload = mw.make_workload(tmp)
+        args.hooks_obj = mw.build_hooks(tmp)
         builds = [("this tree", ROOT / "src")]
         rev = Revision(args.against, tmp) if args.against else None
         try:
@@ -153,11 +174,14 @@ def main() -> int:
                 builds.append((args.against, rev.src))
             STATS.write_text("1")
             rounds: dict[str, list] = {name: [] for name, _ in builds}
+            floor: list[dict[str, dict[str, tuple[float, int]]]] = []
             for i in range(args.runs):
                 order = builds if i % 2 == 0 else builds[::-1]
                 for name, src in order:
                     log(f"round {i + 1}/{args.runs}: {name} ...")
                     rounds[name].append(one_round(src, args))
+                log(f"round {i + 1}/{args.runs}: empty hooks ...")
+                floor.append({"mixed": empty_hooks_round(args)})
         except BenchError as exc:
             log(f"bench failed: {exc}")
             return 1
@@ -168,6 +192,10 @@ def main() -> int:
                 rev.remove()
         print(render([n for n, _ in builds], [median_table(rounds[n]) for n, _ in builds],
                      args.runs))
+        hooks = median_table(floor)["mixed"]
+        print("\nempty hooks, mixed workload (the floor): "
+              + ", ".join(f"{n} {ms:.1f} ms / {ns:,.0f} ns per run"
+                          for n, (ms, ns) in hooks.items() if n != "all"))
     return 0
 
 
