@@ -237,13 +237,7 @@ def case_bpftrace(ctx: argparse.Namespace) -> dict:
         p = CHILDREN.spawn(["bpftrace", "-e", BPFTRACE_OPENS], stdout=f, stderr=subprocess.PIPE)
     err = storm.LineCollector(p.stderr)
     try:
-        deadline = time.monotonic() + ATTACH_TIMEOUT_S
-        while not storm.bpftrace_attached(p.pid):
-            if p.poll() is not None:
-                raise BenchError(f"bpftrace exited {p.returncode}: {err.tail()}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"bpftrace did not attach: {err.tail()}")
-            time.sleep(0.05)
+        storm.wait_bpftrace(p, err)
         storm.wait_idle(p.pid, SETTLE_TIMEOUT_S)  # both probes attached, start-up done
         ctx.probe.tracer_attached(p.pid)
         ticks0 = storm.cpu_ticks(p.pid)

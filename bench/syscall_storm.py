@@ -444,18 +444,24 @@ def bpftrace_attached(pid: int) -> bool:
     return prog and any(fd not in polled for fd in perf)
 
 
+def wait_bpftrace(p: subprocess.Popen, err: LineCollector) -> None:
+    """Until bpftrace `p` has attached its first probe (BenchError if it exits or takes
+    longer than ATTACH_TIMEOUT_S)."""
+    deadline = time.monotonic() + ATTACH_TIMEOUT_S
+    while not bpftrace_attached(p.pid):
+        if p.poll() is not None:
+            raise BenchError(f"bpftrace exited {p.returncode}: {err.tail()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"bpftrace did not attach: {err.tail()}")
+        time.sleep(0.05)
+
+
 def case_bpftrace(ctx: argparse.Namespace) -> dict:
     p = CHILDREN.spawn(["bpftrace", "-e", BPFTRACE_PROG], stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE)
     err = LineCollector(p.stderr)
     try:
-        deadline = time.monotonic() + ATTACH_TIMEOUT_S
-        while not bpftrace_attached(p.pid):
-            if p.poll() is not None:
-                raise BenchError(f"bpftrace exited {p.returncode}: {err.tail()}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"bpftrace did not attach: {err.tail()}")
-            time.sleep(0.05)
+        wait_bpftrace(p, err)
         time.sleep(0.3)  # perf_event_open -> ioctl(SET_BPF, ENABLE) follow right after
         ctx.probe.tracer_attached(p.pid)
         r = run_storm([], ctx.storm, ctx.peer_calls, storm_timeout(ctx.peer_calls, 5_000))
@@ -639,7 +645,23 @@ def ratios(medians: dict[str, dict]) -> dict[str, float | None]:
 
 # ---------------------------------------------------------------- setup
 
+TRACEFS = Path("/sys/kernel/tracing")
+
+
+def ensure_tracefs(notes: list[str]) -> None:
+    """bpftrace and perf trace find tracepoints in tracefs, which a fresh machine here
+    does not mount: mount it (and say so) when it is missing."""
+    if (TRACEFS / "events").is_dir():
+        return
+    r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True,
+                       text=True, timeout=30)
+    notes.append(f"mounted tracefs on {TRACEFS} for the peers" if r.returncode == 0 else
+                 f"could not mount tracefs on {TRACEFS} ({r.stderr.strip()}): peers may fail")
+
+
 def ensure_peers(peers: list[str], notes: list[str]) -> None:
+    if peers:
+        ensure_tracefs(notes)
     missing = [PEER_TOOLS[p] for p in peers if not shutil.which(PEER_TOOLS[p][0])]
     if not missing:
         return
