@@ -99,18 +99,12 @@ def one_round(src: Path, ctx: argparse.Namespace) -> dict[str, dict[str, tuple[f
 
 def empty_hooks_round(ctx: argparse.Namespace) -> dict[str, tuple[float, int]]:
     """The mixed workload under the two empty hooks: program name -> (run_time_ns, run_cnt)."""
-    obj = mw.BpfObject.open(ctx.hooks_obj)
-    try:
-        obj.load()
-        progs = [obj.program("empty_sys_enter"), obj.program("empty_sys_exit")]
-        for p in progs:
-            p.attach_raw_tracepoint(p.name.removeprefix("empty_"))
-        before = {p.name: p.info() for p in progs}
+    with mw.empty_hooks(ctx.hooks_obj) as progs:
+        before = [p.info() for p in progs]
         mw.run_workload(ctx)
-        return {p.name: (p.info().run_time_ns - before[p.name].run_time_ns,
-                         p.info().run_cnt - before[p.name].run_cnt) for p in progs}
-    finally:
-        obj.close()
+        after = [p.info() for p in progs]
+    return {p.name: (a.run_time_ns - b.run_time_ns, a.run_cnt - b.run_cnt)
+            for p, b, a in zip(progs, before, after)}
 
 
 def median_table(rounds: list[dict[str, dict[str, tuple[float, int]]]]

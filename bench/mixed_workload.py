@@ -63,7 +63,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,10 +73,10 @@ from revision import Revision  # noqa: E402
 from syscall_storm import BenchError, log  # noqa: E402
 
 try:
-    from pytracee.ebpf.libbpf import BpfObject
+    from pytracee.ebpf.libbpf import BpfObject, Program
 except ImportError:  # not run with .venv/bin/python: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from pytracee.ebpf.libbpf import BpfObject
+    from pytracee.ebpf.libbpf import BpfObject, Program
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTRACEE = ROOT / ".venv" / "bin" / "pytracee"
@@ -199,17 +200,37 @@ def case_untraced(ctx: argparse.Namespace) -> dict:
     return run_workload(ctx)
 
 
-def case_empty_hooks(ctx: argparse.Namespace) -> dict:
-    obj = BpfObject.open(ctx.hooks_obj)
+@contextmanager
+def empty_hooks(hooks_obj: Path) -> Iterator[list[Program]]:
+    """The two empty hooks loaded and attached (to sys_enter and sys_exit) while in use."""
+    obj = BpfObject.open(hooks_obj)
     try:
         obj.load()
-        obj.program("empty_sys_enter").attach_raw_tracepoint("sys_enter")
-        obj.program("empty_sys_exit").attach_raw_tracepoint("sys_exit")
+        progs = [obj.program("empty_sys_enter"), obj.program("empty_sys_exit")]
+        for prog in progs:
+            prog.attach_raw_tracepoint(prog.name.removeprefix("empty_"))
+        yield progs
+    finally:
+        obj.close()
+
+
+def case_empty_hooks(ctx: argparse.Namespace) -> dict:
+    with empty_hooks(ctx.hooks_obj):
         ctx.probe.tracer_attached(os.getpid())
         r = run_workload(ctx)
         ctx.probe.storm_done(os.getpid())
-    finally:
-        obj.close()
+    return r
+
+
+def run_traced(ctx: argparse.Namespace, pid: int) -> dict:
+    """The workload under tracer `pid`, once it is idle, with the tracer's CPU share."""
+    storm.wait_idle(pid, SETTLE_TIMEOUT_S)  # start-up work done before we start
+    ctx.probe.tracer_attached(pid)
+    ticks0 = storm.cpu_ticks(pid)
+    r = run_workload(ctx)
+    ticks1 = storm.cpu_ticks(pid)
+    ctx.probe.storm_done(pid)
+    r["tracer_cpu_pct"] = (ticks1 - ticks0) / storm.CLK_TCK / r["workload_s"] * 100
     return r
 
 
@@ -241,13 +262,7 @@ def case_bpftrace(ctx: argparse.Namespace) -> dict:
     err = storm.LineCollector(p.stderr)
     try:
         storm.wait_bpftrace(p, err)
-        storm.wait_idle(p.pid, SETTLE_TIMEOUT_S)  # both probes attached, start-up done
-        ctx.probe.tracer_attached(p.pid)
-        ticks0 = storm.cpu_ticks(p.pid)
-        r = run_workload(ctx)
-        ticks1 = storm.cpu_ticks(p.pid)
-        ctx.probe.storm_done(p.pid)
-        r["tracer_cpu_pct"] = (ticks1 - ticks0) / storm.CLK_TCK / r["workload_s"] * 100
+        r = run_traced(ctx, p.pid)  # idle: both probes attached
         os.killpg(p.pid, signal.SIGINT)
         try:
             p.wait(storm.STOP_TIMEOUT_S)
@@ -268,13 +283,7 @@ def traced(args: list[str], against: bool = False) -> Callable[[argparse.Namespa
     def case(ctx: argparse.Namespace) -> dict:
         p, err = start_pytracee(args, ctx.revision if against else None)
         try:
-            ctx.probe.tracer_attached(p.pid)
-            storm.wait_idle(p.pid, SETTLE_TIMEOUT_S)  # start-up work done before we start
-            ticks0 = storm.cpu_ticks(p.pid)
-            r = run_workload(ctx)
-            ticks1 = storm.cpu_ticks(p.pid)
-            ctx.probe.storm_done(p.pid)
-            r["tracer_cpu_pct"] = (ticks1 - ticks0) / storm.CLK_TCK / r["workload_s"] * 100
+            r = run_traced(ctx, p.pid)
             r.update(storm.stop_pytracee(p, err))
         finally:
             CHILDREN.stop(p)

@@ -600,7 +600,8 @@ static __always_inline void derive_at_exit(struct task_struct *t, __u32 derived,
         return;
     if (is_compat(t))
         return; /* a 32-bit call: these numbers are other syscalls there */
-    if (args_rule_out(derived, id, regs->dx)) /* most mmaps: not W+X */
+    /* most mmaps: not W+X (the call is made for that event only, not for every open) */
+    if (derived == EVENT_MEM_PROT_ALERT && args_rule_out(derived, id, regs->dx))
         return;
     __u64 matched = scope_match(version, policies);
     if (!matched)

@@ -40,7 +40,6 @@ def test_large_ring_loses_nothing(syscaller: Path) -> None:
     assert stats[wire.STAT_SUBMITTED][GETPPID] == calls
 
 
-
 def test_skipped_program_runs_are_read_for_every_loaded_program(syscaller: Path) -> None:
     """A run the kernel skips (the program was already running on that CPU) sends
     nothing and counts nothing in the stats map: the tracer reads the kernel's own
