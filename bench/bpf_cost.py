@@ -13,7 +13,9 @@ tracepoint's dispatch: the floor any tracer pays is bench/mixed_workload.py's bu
 
 Each round also runs the mixed workload under the empty hooks of bench/mixed_workload.py
 (two programs that return at once): their ns per run is what bpf_stats itself and the
-program call cost, the floor under every figure above it.
+program call cost, the floor under every figure above it. And under bench/mixed_workload.py's
+"lean opens" program (security_file_open's content for every successful open, nothing
+else): what that content costs in the kernel, to set beside security_file_open's share.
 
 --against REV also runs git revision REV, side by side: its tree is checked out in a
 temporary worktree, its BPF object compiled there, and its Python run from there (this
@@ -107,6 +109,21 @@ def empty_hooks_round(ctx: argparse.Namespace) -> dict[str, tuple[float, int]]:
             for p, b, a in zip(progs, before, after)}
 
 
+def lean_round(ctx: argparse.Namespace) -> dict[str, tuple[float, int]]:
+    """The mixed workload under bench/progs/lean_open.bpf.c (security_file_open's content,
+    nothing else): program name -> (run_time_ns, run_cnt)."""
+    with mw.lean_opens(ctx.lean_obj) as (p, counts):
+        storm.wait_idle(p.pid, mw.SETTLE_TIMEOUT_S)
+        mine = storm.held_prog_ids(p.pid)
+        before = prog_stats()
+        mw.run_workload(ctx)
+        after = prog_stats()
+    if counts["lost"]:
+        log(f"  note: lean opens lost {counts['lost']} records in this round")
+    return {name: (t - before.get(i, (name, 0, 0))[1], c - before.get(i, (name, 0, 0))[2])
+            for i, (name, t, c) in after.items() if i in mine}
+
+
 def median_table(rounds: list[dict[str, dict[str, tuple[float, int]]]]
                  ) -> dict[str, dict[str, tuple[float, float]]]:
     """load -> program -> (median total ms, median ns per run); 'all' sums the programs."""
@@ -160,6 +177,7 @@ def main() -> int:
         args.tmp = tmp
         args.workload = mw.make_workload(tmp)
         args.hooks_obj = mw.build_hooks(tmp)
+        args.lean_obj = mw.build_hooks(tmp, mw.LEAN_SRC)
         builds = [("this tree", ROOT / "src")]
         rev = Revision(args.against, tmp) if args.against else None
         try:
@@ -169,6 +187,7 @@ def main() -> int:
             STATS.write_text("1")
             rounds: dict[str, list] = {name: [] for name, _ in builds}
             floor: list[dict[str, dict[str, tuple[float, int]]]] = []
+            lean: list[dict[str, dict[str, tuple[float, int]]]] = []
             for i in range(args.runs):
                 order = builds if i % 2 == 0 else builds[::-1]
                 for name, src in order:
@@ -176,6 +195,8 @@ def main() -> int:
                     rounds[name].append(one_round(src, args))
                 log(f"round {i + 1}/{args.runs}: empty hooks ...")
                 floor.append({"mixed": empty_hooks_round(args)})
+                log(f"round {i + 1}/{args.runs}: lean opens ...")
+                lean.append({"mixed": lean_round(args)})
         except BenchError as exc:
             log(f"bench failed: {exc}")
             return 1
@@ -186,10 +207,12 @@ def main() -> int:
                 rev.remove()
         print(render([n for n, _ in builds], [median_table(rounds[n]) for n, _ in builds],
                      args.runs))
-        hooks = median_table(floor)["mixed"]
-        print("\nempty hooks, mixed workload (the floor): "
-              + ", ".join(f"{n} {ms:.1f} ms / {ns:,.0f} ns per run"
-                          for n, (ms, ns) in hooks.items() if n != "all"))
+        for label, got in (("empty hooks, mixed workload (the floor)", floor),
+                           ("lean opens (bench/progs/lean_open.bpf.c), mixed workload", lean)):
+            t = median_table(got)["mixed"]
+            print(f"\n{label}: " + ", ".join(f"{n} {ms:.1f} ms / {ns:,.0f} ns per run"
+                                             for n, (ms, ns) in t.items() if n != "all")
+                  + f"; all {t['all'][0]:.1f} ms")
     return 0
 
 

@@ -28,6 +28,13 @@ figure is the MEDIAN of the R runs, with min..max:
                     carries (no resolved path, inode, flags or task context) and the only
                     event it makes, so a lower bound on what the opens alone cost a
                     general-purpose tracer; its "events" are the lines it printed
+  lean opens        (--lean, the default) bench/progs/lean_open.bpf.c: the least a tracer
+                    can do to report every successful open with security_file_open's
+                    content (resolved path by pytracee's walk, dev, inode, ctime, flags,
+                    the caller's string, pid, tid, comm): no policy, scope or task
+                    context; its reader (bench/lean_open.py) takes the records off the
+                    ring as pytracee does and decodes nothing. What the opens' content
+                    costs on this kernel, under any implementation of the event
 
 For the pytracee cases: start it, wait for "pytracee: tracing" on its stderr and until it
 is idle, run the workload, SIGINT it and parse its summary line (events delivered, lost).
@@ -81,6 +88,9 @@ except ImportError:  # not run with .venv/bin/python: use the source tree
 ROOT = Path(__file__).resolve().parent.parent
 PYTRACEE = ROOT / ".venv" / "bin" / "pytracee"
 HOOKS_SRC = ROOT / "bench" / "progs" / "empty_hooks.bpf.c"
+LEAN_SRC = ROOT / "bench" / "progs" / "lean_open.bpf.c"
+LEAN_READER = ROOT / "bench" / "lean_open.py"
+LEAN_RE = re.compile(r"records (\d+) bytes (\d+) sent (\d+) lost (\d+)")
 VMLINUX_DIR = ROOT / "bpf"
 CHILDREN = storm.CHILDREN  # the one registry storm.stop_pytracee() also uses
 
@@ -155,16 +165,17 @@ def make_workload(tmp: Path) -> Path:
     return d
 
 
-def build_hooks(tmp: Path) -> Path:
+def build_hooks(tmp: Path, src: Path = HOOKS_SRC) -> Path:
+    """Compile one of bench/progs' BPF programs into tmp."""
     clang = shutil.which("clang")
     if not clang:
         raise BenchError("clang not found (apt-get install -y clang)")
-    obj = tmp / "empty_hooks.bpf.o"
-    r = subprocess.run([clang, "-O2", "-g", "-Wall", "-target", "bpf", f"-I{VMLINUX_DIR}",
-                        "-c", str(HOOKS_SRC), "-o", str(obj)],
+    obj = tmp / src.name.replace(".c", ".o")
+    r = subprocess.run([clang, "-O2", "-g", "-Wall", "-target", "bpf", "-D__TARGET_ARCH_x86",
+                        f"-I{VMLINUX_DIR}", "-c", str(src), "-o", str(obj)],
                        capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
-        raise BenchError(f"compiling {HOOKS_SRC} failed: {r.stderr.strip()}")
+        raise BenchError(f"compiling {src} failed: {r.stderr.strip()}")
     return obj
 
 
@@ -279,6 +290,39 @@ def case_bpftrace(ctx: argparse.Namespace) -> dict:
     return r
 
 
+@contextmanager
+def lean_opens(lean_obj: Path) -> Iterator[tuple[subprocess.Popen, dict]]:
+    """bench/lean_open.py running (attached) while in use; on the way out it is stopped
+    and the dict it yielded gets "delivered" and "lost"."""
+    p = CHILDREN.spawn([sys.executable, str(LEAN_READER), str(lean_obj)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = storm.LineCollector(p.stderr)
+    counts: dict = {}
+    try:
+        if not err.wait_for("lean: attached", ATTACH_TIMEOUT_S):
+            raise BenchError(f"lean_open.py did not attach (exit {p.poll()}): {err.tail()}")
+        yield p, counts
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(storm.STOP_TIMEOUT_S)  # its one line fits the pipe; stderr is err's
+        except subprocess.TimeoutExpired:
+            raise BenchError("lean_open.py did not stop on SIGINT") from None
+        m = LEAN_RE.search(p.stdout.read().decode(errors="replace"))
+        if not m:
+            raise BenchError(f"lean_open.py printed no counts (exit {p.returncode}): {err.tail()}")
+        counts["delivered"], counts["lost"] = int(m[1]), int(m[4])
+    finally:
+        CHILDREN.stop(p)
+        err.finish()
+
+
+def case_lean(ctx: argparse.Namespace) -> dict:
+    with lean_opens(ctx.lean_obj) as (p, counts):
+        r = run_traced(ctx, p.pid)
+    r.update(counts)
+    return r
+
+
 def traced(args: list[str], against: bool = False) -> Callable[[argparse.Namespace], dict]:
     def case(ctx: argparse.Namespace) -> dict:
         p, err = start_pytracee(args, ctx.revision if against else None)
@@ -300,8 +344,9 @@ CASES: list[tuple[str, str, Callable[[argparse.Namespace], dict]]] = [
     ("pt_default", "pytracee default set", traced(["-o", "json:/dev/null"])),
 ]
 PEER_CASE = ("bpftrace", "bpftrace opens (peer)", case_bpftrace)
+LEAN_CASE = ("lean", "lean opens (content only)", case_lean)
 PYTRACEE_CASES = ("pt_security", "pt_default", "pt_security_rev")
-COUNTED_CASES = PYTRACEE_CASES + ("bpftrace",)  # cases whose events and losses are known
+COUNTED_CASES = PYTRACEE_CASES + ("bpftrace", "lean")  # cases whose events and losses are known
 # --against REV: the security set with that revision's pytracee, in the same runs
 AGAINST_CASE = ("pt_security_rev", "pytracee security set @{rev}",
                 traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"], against=True))
@@ -466,6 +511,8 @@ def main() -> int:
                     help="print the raw numbers as JSON on stdout (the table goes to stderr)")
     ap.add_argument("--against", metavar="REV",
                     help="also run the security set with git revision REV's pytracee")
+    ap.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the lean opens case (bench/progs/lean_open.bpf.c)")
     ap.add_argument("--peers", default="bpftrace",
                     help="peer tracers to run too: 'bpftrace', or '' for none")
     args = ap.parse_args()
@@ -485,6 +532,8 @@ def main() -> int:
         key, label, fn = AGAINST_CASE
         CASES.append((key, label.format(rev=args.against), fn))
     notes: list[str] = []
+    if args.lean:
+        CASES.append(LEAN_CASE)
     if peers:
         storm.ensure_peers(peers, notes)  # a tool still missing: its rows show the error
         CASES.append(PEER_CASE)
@@ -499,6 +548,7 @@ def main() -> int:
             args.tmp = Path(tmp)
             args.workload = make_workload(Path(tmp))
             args.hooks_obj = build_hooks(Path(tmp))
+            args.lean_obj = build_hooks(Path(tmp), LEAN_SRC) if args.lean else None
             args.revision = Revision(args.against, Path(tmp)).__enter__() if args.against else None
             for i in range(args.warmup):
                 log(f"warm-up {i + 1}/{args.warmup} ...")
