@@ -3,7 +3,7 @@
     .venv/bin/python bench/bpf_cost.py [--runs R] [--against REV]
 
 Each round starts pytracee with the security events of bench/mixed_workload.py (JSON to
-/dev/null) with kernel.bpf_stats_enabled on, and runs two loads:
+/dev/null; --set default: with no -e, Tracee's default events) with kernel.bpf_stats_enabled on, and runs two loads:
   mixed   the mixed workload of bench/mixed_workload.py (gcc, cat, /bin/true);
   opens   100,000 open+close of one file by a Python child (security_file_open).
 For each program the kernel's run_time_ns and run_cnt are read (bpftool prog show -j)
@@ -66,7 +66,8 @@ def prog_stats() -> dict[int, tuple[str, int, int]]:
 def one_round(src: Path, ctx: argparse.Namespace) -> dict[str, dict[str, tuple[float, int]]]:
     """For each load: program name -> (run_time_ns, run_cnt) of this build's programs."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    p = mw.CHILDREN.spawn([str(PYTHON), "-m", "pytracee", "-e", mw.SECURITY_EVENTS,
+    events = ["-e", mw.SECURITY_EVENTS] if ctx.set == "security" else []
+    p = mw.CHILDREN.spawn([str(PYTHON), "-m", "pytracee", *events,
                            "-o", "json:/dev/null"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, env=env, cwd=str(ctx.tmp))
     err = storm.LineCollector(p.stderr)
@@ -142,8 +143,8 @@ def median_table(rounds: list[dict[str, dict[str, tuple[float, int]]]]
 
 
 def render(builds: list[str], tables: list[dict[str, dict[str, tuple[float, float]]]],
-           runs: int) -> str:
-    lines = [f"bpf_stats, pytracee with the security events; MEDIANS of {runs} rounds "
+           runs: int, event_set: str) -> str:
+    lines = [f"bpf_stats, pytracee with the {event_set} events; MEDIANS of {runs} rounds "
              f"(builds alternate); loads: mixed workload, {OPENS:,} open+close", ""]
     head = ["load", "program"] + [f"{b}: ms / ns per run" for b in builds]
     lines.append("| " + " | ".join(head) + " |")
@@ -163,6 +164,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--against", metavar="REV", help="also measure git revision REV")
+    ap.add_argument("--set", choices=("security", "default"), default="security",
+                    help="pytracee's events: the security set, or Tracee's default set")
     ap.add_argument("--timeout", type=float, default=300.0, help="workload timeout, s")
     args = ap.parse_args()
     code = storm.prepare("BPF, bpf_stats")
@@ -206,7 +209,7 @@ def main() -> int:
             if rev is not None:
                 rev.remove()
         print(render([n for n, _ in builds], [median_table(rounds[n]) for n, _ in builds],
-                     args.runs))
+                     args.runs, args.set))
         for label, got in (("empty hooks, mixed workload (the floor)", floor),
                            ("lean opens (bench/progs/lean_open.bpf.c), mixed workload", lean)):
             t = median_table(got)["mixed"]

@@ -485,6 +485,13 @@ def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> 
         if noise is not None and abs(pp - TARGET_PP) <= noise:
             detail += "; within the noise of the target: rerun with more --runs"
         lines.append(head + ("MET" if pp <= TARGET_PP else "NOT MET") + f" ({detail})")
+    lean = med.get("lean", {})
+    if "pp_above_floor" in lean:
+        lines.append(f"lean opens, security_file_open's content alone: {lean['pp_above_floor']:+.1f} pp "
+                     f"above the floor (CPU {lean.get('cpu_pp_above_floor', float('nan')):+.1f}"
+                     + (f", paired {lean['paired_pp']:+.1f}" if "paired_pp" in lean else "")
+                     + f"): of the target's {TARGET_PP:.0f} pp, that leaves "
+                     f"{TARGET_PP - lean['pp_above_floor']:+.1f} pp for the rest of the security set")
     return "\n".join(lines)
 
 
