@@ -7,7 +7,7 @@ Loads the object with pytracee's libbpf binding, attaches its two programs, writ
 "lean: attached" to stderr, then reads the ring (the reader pytracee uses, waking as
 pytracee does: wait, drain, let records gather for COALESCE_S) and looks at each record's
 two length fields, until SIGINT or SIGTERM. It then prints one line to stdout:
-"records R bytes B sent S lost L" (S and L from the program's own counters). It decodes
+"records R bytes B sent S lost L" (S and L from the program's counters). It decodes
 nothing else: the user-space side of a tracer at its cheapest.
 """
 
@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 try:
-    from pytracee.ebpf.libbpf import BpfObject
-    from pytracee.ebpf.ringbuf import RingReader
-    from pytracee.pipeline import COALESCE_S
+    import pytracee  # noqa: F401
 except ImportError:  # not run with .venv/bin/python: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from pytracee.ebpf.libbpf import BpfObject
-    from pytracee.ebpf.ringbuf import RingReader
-    from pytracee.pipeline import COALESCE_S
+from pytracee.ebpf.libbpf import BpfObject  # noqa: E402
+from pytracee.ebpf.ringbuf import RingReader  # noqa: E402
+from pytracee.events import wire  # noqa: E402
+from pytracee.events.definitions import BY_NAME  # noqa: E402
+from pytracee.pipeline import COALESCE_S  # noqa: E402
 
 RING_BYTES = 16 << 20
 LENS = struct.Struct("<HH")
@@ -67,9 +67,10 @@ def main() -> int:
             if reader.wait(100) and reader.drain_batches(batch):
                 time.sleep(COALESCE_S)
         reader.drain_batches(batch)
-        counts = obj.map("lean_counts")
-        sent, lost = (sum(int.from_bytes(c, "little") for c in counts.lookup_percpu(k.to_bytes(4, "little")))
-                      for k in (0, 1))
+        stats, file_open = obj.map("stats"), BY_NAME["security_file_open"].id
+        sent, lost = (sum(int.from_bytes(c, "little") for c in stats.lookup_percpu(
+                          (kind * wire.MAX_EVENT_ID + file_open).to_bytes(4, "little")))
+                      for kind in (wire.STAT_SUBMITTED, wire.STAT_LOST_RING_FULL))
         print(f"records {records} bytes {nbytes} sent {sent} lost {lost}", flush=True)
         reader.close()
         del links

@@ -41,21 +41,6 @@ struct lean_rec {
 
 PERCPU_SCRATCH(lean_scratch, struct lean_rec, lean_buf)
 
-/* [0] records sent, [1] records the ring had no room for */
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, 2);
-    __type(key, __u32);
-    __type(value, __u64);
-} lean_counts SEC(".maps");
-
-static __always_inline void lean_count(__u32 k)
-{
-    __u64 *v = bpf_map_lookup_elem(&lean_counts, &k);
-    if (v)
-        *v += 1;
-}
-
 SEC("raw_tracepoint/sys_enter")
 int lean_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -108,7 +93,9 @@ int lean_sys_exit(struct bpf_raw_tracepoint_args *ctx)
                  (plen & (LEAN_STR - 1));
     if (size > sizeof(*r))
         size = sizeof(*r);
-    lean_count(bpf_ringbuf_output(&events, r, size, 0) ? 1 : 0);
+    /* counted as pytracee counts (buffer.h's stats map), under security_file_open's id */
+    count_stat(bpf_ringbuf_output(&events, r, size, 0) ? STAT_LOST_RING_FULL : STAT_SUBMITTED,
+               EVENT_SECURITY_FILE_OPEN);
     return 0;
 }
 
