@@ -32,6 +32,7 @@ Needs root. Every child runs in its own session and is stopped on exit, error or
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -650,12 +651,15 @@ TRACEFS = Path("/sys/kernel/tracing")
 
 def ensure_tracefs(notes: list[str]) -> None:
     """bpftrace and perf trace find tracepoints in tracefs, which a fresh machine here
-    does not mount: mount it (and say so) when it is missing."""
+    does not mount: mount it (and say so) when it is missing, until the bench exits."""
     if (TRACEFS / "events").is_dir():
         return
     r = subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)], capture_output=True,
                        text=True, timeout=30)
-    notes.append(f"mounted tracefs on {TRACEFS} for the peers" if r.returncode == 0 else
+    if r.returncode == 0:  # the host is left as found: unmounted when the bench exits
+        atexit.register(subprocess.run, ["umount", str(TRACEFS)], capture_output=True, timeout=30)
+    notes.append(f"mounted tracefs on {TRACEFS} for the peers (unmounted at exit)"
+                 if r.returncode == 0 else
                  f"could not mount tracefs on {TRACEFS} ({r.stderr.strip()}): peers may fail")
 
 
