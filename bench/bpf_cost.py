@@ -1,9 +1,10 @@
 """What pytracee's BPF programs cost in the kernel, per program, from bpf_stats.
 
-    .venv/bin/python bench/bpf_cost.py [--runs R] [--against REV]
+    .venv/bin/python bench/bpf_cost.py [--runs R] [--against REV] [--set security|default]
 
-Each round starts pytracee with the security events of bench/mixed_workload.py (JSON to
-/dev/null; --set default: with no -e, Tracee's default events) with kernel.bpf_stats_enabled on, and runs two loads:
+Each round starts pytracee with the security events of bench/mixed_workload.py (--set
+default: with no -e, Tracee's default events), JSON to /dev/null, with
+kernel.bpf_stats_enabled on, and runs two loads:
   mixed   the mixed workload of bench/mixed_workload.py (gcc, cat, /bin/true);
   opens   100,000 open+close of one file by a Python child (security_file_open).
 For each program the kernel's run_time_ns and run_cnt are read (bpftool prog show -j)
