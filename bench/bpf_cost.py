@@ -64,6 +64,20 @@ def prog_stats() -> dict[int, tuple[str, int, int]]:
             for p in json.loads(r.stdout)}
 
 
+def program_deltas(before: dict[int, tuple[str, int, int]], after: dict[int, tuple[str, int, int]],
+                   mine: set[int]) -> dict[str, tuple[float, int]]:
+    """Program name -> (run_time_ns, run_cnt) over a load, for the programs in `mine`
+    that ran at least MIN_RUNS times in it."""
+    per: dict[str, tuple[float, int]] = {}
+    for pid_, (name, t, c) in after.items():
+        if pid_ not in mine:
+            continue
+        _, t0, c0 = before.get(pid_, (name, 0, 0))
+        if c - c0 >= MIN_RUNS:
+            per[name] = (t - t0, c - c0)
+    return per
+
+
 def one_round(src: Path, ctx: argparse.Namespace) -> dict[str, dict[str, tuple[float, int]]]:
     """For each load: program name -> (run_time_ns, run_cnt) of this build's programs."""
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -84,15 +98,7 @@ def one_round(src: Path, ctx: argparse.Namespace) -> dict[str, dict[str, tuple[f
                 mw.run_workload(ctx)
             else:
                 subprocess.run([sys.executable, "-c", OPEN_LOOP], check=True, timeout=300)
-            after = prog_stats()
-            per: dict[str, tuple[float, int]] = {}
-            for pid_, (name, t, c) in after.items():
-                if pid_ not in mine:
-                    continue
-                _, t0, c0 = before.get(pid_, (name, 0, 0))
-                if c - c0 >= MIN_RUNS:
-                    per[name] = (t - t0, c - c0)
-            out[load] = per
+            out[load] = program_deltas(before, prog_stats(), mine)
         summary = storm.stop_pytracee(p, err)
         if summary["lost"]:
             log(f"  note: {summary['lost']} events lost in this round")
@@ -119,11 +125,10 @@ def lean_round(ctx: argparse.Namespace) -> dict[str, tuple[float, int]]:
         mine = storm.held_prog_ids(p.pid)
         before = prog_stats()
         mw.run_workload(ctx)
-        after = prog_stats()
+        per = program_deltas(before, prog_stats(), mine)
     if counts["lost"]:
         log(f"  note: lean opens lost {counts['lost']} records in this round")
-    return {name: (t - before.get(i, (name, 0, 0))[1], c - before.get(i, (name, 0, 0))[2])
-            for i, (name, t, c) in after.items() if i in mine}
+    return per
 
 
 def median_table(rounds: list[dict[str, dict[str, tuple[float, int]]]]

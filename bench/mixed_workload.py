@@ -277,11 +277,7 @@ def case_bpftrace(ctx: argparse.Namespace) -> dict:
     try:
         storm.wait_bpftrace(p, err)
         r = run_traced(ctx, p.pid)  # idle: both probes attached
-        os.killpg(p.pid, signal.SIGINT)
-        try:
-            p.wait(storm.STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            raise BenchError("bpftrace did not stop on SIGINT") from None
+        storm.interrupt(p, "bpftrace")
     finally:
         CHILDREN.stop(p)
         err.finish()
@@ -305,11 +301,7 @@ def lean_opens(lean_obj: Path) -> Iterator[tuple[subprocess.Popen, dict]]:
         if not err.wait_for("lean: attached", ATTACH_TIMEOUT_S):
             raise BenchError(f"lean_open.py did not attach (exit {p.poll()}): {err.tail()}")
         yield p, counts
-        os.killpg(p.pid, signal.SIGINT)
-        try:
-            p.wait(storm.STOP_TIMEOUT_S)  # its one line fits the pipe; stderr is err's
-        except subprocess.TimeoutExpired:
-            raise BenchError("lean_open.py did not stop on SIGINT") from None
+        storm.interrupt(p, "lean_open.py")  # its one line fits the pipe; stderr is err's
         m = LEAN_RE.search(p.stdout.read().decode(errors="replace"))
         if not m:
             raise BenchError(f"lean_open.py printed no counts (exit {p.returncode}): {err.tail()}")

@@ -341,6 +341,16 @@ def start_pytracee(args: list[str]) -> tuple[subprocess.Popen, LineCollector]:
     return p, err
 
 
+def interrupt(p: subprocess.Popen, name: str) -> None:
+    """SIGINT to child `p`'s process group, and wait for it to exit (BenchError after
+    STOP_TIMEOUT_S)."""
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        p.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{name} did not stop on SIGINT") from None
+
+
 def stop_pytracee(p: subprocess.Popen, err: LineCollector) -> dict:
     os.kill(p.pid, signal.SIGINT)
     try:

@@ -117,15 +117,13 @@ def collect(pipeline: Any, enrichment: Any = None, engine: Any = None) -> list[M
     for reason, n in _retrying(pipeline.lost).items():
         lost.add(n, reason=reason)
     out.append(lost)
-    skipped_runs = getattr(pipeline, "skipped_runs", None)
-    if skipped_runs is not None:
-        skipped = counter("pytracee_bpf_runs_skipped_total",
-                          "Runs of a BPF program the kernel skipped because the program was "
-                          "already running on that CPU; an event of such a run is in no other "
-                          "counter.")
-        for prog, n in skipped_runs().items():
-            skipped.add(n, program=prog)
-        out.append(skipped)
+    skipped = counter("pytracee_bpf_runs_skipped_total",
+                      "Runs of a BPF program the kernel skipped because the program was "
+                      "already running on that CPU; an event of such a run is in no other "
+                      "counter.")
+    for prog, n in pipeline.skipped_runs().items():
+        skipped.add(n, program=prog)
+    out.append(skipped)
     out.append(counter("pytracee_events_filtered_total",
                        "Events dropped by filters evaluated in user space.", counts.filtered))
     out.append(counter("pytracee_output_errors_total",
