@@ -190,7 +190,8 @@ _KERNEL_EVENTS = (
 # Security events (Tracee's LSM-hook events), built from syscalls: bpf/common/security.h.
 _SECURITY_EVENTS = (
     _event(727, "magic_write", (), "string pathname; []byte bytes; uint32 dev; uint64 inode",
-           ("write", "pwrite64", "writev", "pwritev")),
+           ("write", "pwrite64", "writev", "pwritev", "pwritev2", "sendfile", "splice",
+            "copy_file_range")),
     _event(732, "security_file_open", ("lsm_hooks", "fs", "fs_file_ops"),
            "string pathname; int32 flags; uint32 dev; uint64 inode; uint64 ctime; "
            "string syscall_pathname", ("open", "openat", "openat2", "creat")),
@@ -373,8 +374,11 @@ SIGNATURE_THREATS: dict[int, dict[str, Any]] = {}
 def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple[int, ...],
                              threat: dict[str, Any] | None = None) -> EventDef:
     """An event for a signature's findings (ids from 6000, in load order), selectable
-    by name, by `tag=signatures` and by its tags. Selecting it makes the kernel send
-    `depends_on` (resolved transitively for chained signatures)."""
+    by name, by `tag=signatures`, `tag=default` and by its tags. Selecting it makes the
+    kernel send `depends_on` (resolved transitively for chained signatures).
+
+    As in Tracee, every signature is in the `default` set: a run without --events or
+    --policy detects out of the box."""
     existing = BY_NAME.get(name)
     if existing is not None:
         if existing.id < SIGNATURE_EVENTS_START:
@@ -384,7 +388,7 @@ def register_signature_event(name: str, tags: tuple[str, ...], depends_on: tuple
             SIGNATURE_THREATS[existing.id] = threat
         return existing
     eid = max((e for e in EVENTS if e >= SIGNATURE_EVENTS_START), default=SIGNATURE_EVENTS_START - 1) + 1
-    sets = ("signatures", *[t for t in tags if t != "signatures"])
+    sets = ("signatures", "default", *[t for t in tags if t not in ("signatures", "default")])
     ev = EventDef(id=eid, name=name, sets=sets, args=())
     EVENTS[eid] = ev
     BY_NAME[name] = ev
