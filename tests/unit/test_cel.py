@@ -386,6 +386,7 @@ def test_workload_and_timestamp() -> None:
     c.info = ContainerInfo("c" * 64, "containerd", "web", "nginx:1", "sha256:ab", 0,
                            pod_name="web-0", pod_namespace="prod")
     ctr.ctx.container = c
+    ctr.ctx.container_started = c.started
     found = run(sig, ctr)
     assert found[0].data == {"container": "c" * 64, "image": "nginx:1", "pod": "web-0/prod",
                              "started": True, "seconds": (BOOT + START + 1_000_000) // 10**9}

@@ -45,6 +45,7 @@ def task(comm: str, container: Container | None) -> TaskContext:
     c = TaskContext((START, START, START - 1, 1, 42, 42, 1, 42, 42, 1, 0, 0, 4026531840,
                      4026531836, comm.encode(), b"host"), BOOT)
     c.container = container
+    c.container_started = container is not None and container.started
     return c
 
 

@@ -39,6 +39,7 @@ def task(comm: str = "x", container: Any = None) -> TaskContext:
     ctx = TaskContext((5, 5, 4, 1, 77, 77, 1, 4077, 4077, 4001, 0, 0, 4026531840, 4026531836,
                        comm.encode(), b"host"), 1_700_000_000_000_000_000)
     ctx.container = container
+    ctx.container_started = container is not None and container.started
     return ctx
 
 

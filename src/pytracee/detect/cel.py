@@ -151,7 +151,7 @@ _LEAVES: dict[str, Callable[[TaskContext], Any]] = {
     "container.name": _ctr("name"),
     "container.image.name": _ctr("image"),
     "container.image.repo_digests": _digests,
-    "container.started": lambda ctx: bool(ctx.container is not None and ctx.container.started),
+    "container.started": lambda ctx: bool(ctx.container is not None and ctx.container_started),
     **{f"kubernetes.{k}": f for k, f in _K8S_LEAVES.items()},
     **{f"k8s.{k}": f for k, f in _K8S_LEAVES.items()},  # Tracee's protobuf name for it
 }

@@ -60,7 +60,8 @@ class Enricher:
 
     def _resolve(self, ctx: TaskContext) -> None:
         if self.containers is not None:
-            ctx.container = self.containers.get(ctx.cgroup_id)
+            c = ctx.container = self.containers.get(ctx.cgroup_id)
+            ctx.container_started = c is not None and c.started
         if self.tree is not None:
             ctx.proc = self.tree.get(ctx.process_entity)
         ctx.resolved = True
@@ -84,6 +85,7 @@ class Enricher:
                 ev.ctx.proc = tree.on_exec(ev, ev.arg("pathname"), ev.arg("argv"))
             if containers is not None:
                 containers.on_exec(ev.ctx.cgroup_id)
+                ev.ctx.container_started = ev.ctx.container is not None  # this exec started it
         elif eid == d.SCHED_PROCESS_FORK:
             if tree is not None:
                 tree.on_fork(ev)

@@ -23,7 +23,6 @@ _CTX_ATTRS = {
 # Container fields by Tracee's name -> how to read them off the enrich stage's Container.
 _CONTAINER_FIELDS: dict[str, Any] = {
     "container": lambda c: True,
-    "containerStarted": lambda c: c.started,
     "containerId": lambda c: c.id,
     "containerImage": lambda c: c.image,
     "containerImageDigest": lambda c: c.image_digest,
@@ -69,7 +68,7 @@ class TaskContext:
         "start_time", "boot_start", "leader_start", "parent_start", "cgroup_id", "pid", "tid",
         "ppid", "host_pid", "host_tid", "host_ppid", "uid", "gid", "mnt_ns", "pid_ns", "comm",
         "hostname", "cache", "thread_entity", "process_entity", "parent_entity",
-        "proc", "container", "resolved",
+        "proc", "container", "container_started", "resolved",
     )
 
     def __init__(self, fields: tuple[Any, ...], boot_offset: int) -> None:
@@ -87,6 +86,9 @@ class TaskContext:
         # Set by the enrich stage: the process tree's entry and the container, when known.
         self.proc: Any = None
         self.container: Any = None
+        # Whether the container had started (its first exec) when this task's first
+        # event was read: runc's set-up before the container's command is not "started".
+        self.container_started = False
         self.resolved = False
         self.comm = text(comm.split(b"\0", 1)[0])
         self.hostname = text(uts.split(b"\0", 1)[0])
@@ -149,6 +151,8 @@ class Event:
         c = self.ctx.container
         if c is None:
             return _HOST_ONLY[name]
+        if name == "containerStarted":
+            return self.ctx.container_started
         return _CONTAINER_FIELDS[name](c)
 
     def __repr__(self) -> str:

@@ -57,6 +57,7 @@ def _context(doc: dict[str, Any]) -> TaskContext:
                                   str(k.get("podName", "")), str(k.get("podNamespace", "")),
                                   str(k.get("podUID", "")), bool(k.get("podSandbox", False)))
         ctx.container = cont
+        ctx.container_started = cont.started
     ctx.resolved = True
     return ctx
 

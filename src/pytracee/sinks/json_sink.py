@@ -55,7 +55,7 @@ def _task_fragment(ctx: TaskContext) -> bytes:
         "kubernetes": {"podName": info.pod_name, "podNamespace": info.pod_namespace,
                        "podUID": info.pod_uid, "podSandbox": info.pod_sandbox}
         if info is not None and info.pod_name else {},
-        "contextFlags": {"containerStarted": bool(c is not None and c.started),
+        "contextFlags": {"containerStarted": bool(c is not None and ctx.container_started),
                          "isCompat": False},
         "threadEntityId": ctx.thread_entity,
         "processEntityId": ctx.process_entity,

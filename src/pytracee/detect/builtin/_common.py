@@ -55,8 +55,7 @@ def is_read(flags: int | None) -> bool:
 
 
 def started_container(ev: Event) -> bool:
-    c = ev.ctx.container
-    return c is not None and bool(c.started)
+    return ev.ctx.container is not None and bool(ev.ctx.container_started)
 
 
 def basename(path: str) -> str:
