@@ -18,6 +18,7 @@
 #include "common/path.h"
 #include "common/fd.h"
 #include "common/pathfilter.h"
+#include "common/pagecache.h"
 #include "common/security.h"
 #include "common/capture.h"
 

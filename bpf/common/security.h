@@ -11,6 +11,12 @@
 #define NR_WRITE 1
 #define NR_PWRITE64 18
 #define NR_WRITEV 20
+#define NR_PWRITEV 296
+#define NR_PWRITEV2 328
+#define NR_SENDFILE 40
+#define NR_SPLICE 275
+#define NR_COPY_FILE_RANGE 326
+#define O_APPEND_ 02000
 #define NR_OPEN 2
 #define NR_CREAT 85
 #define NR_DUP 32
@@ -173,16 +179,19 @@ static __always_inline struct vma_info find_vma(__u64 addr)
     return v;
 }
 
-/* mem_prot_alert code for a protection change, or 0 (Tracee's conditions). */
+/* mem_prot_alert code for a protection change, or 0. Tracee's three conditions are
+ * tested in turn and a later match replaces an earlier one, so RW -> RX (made
+ * executable and write removed: the JIT and unpacker pattern) is 4, not 2. */
 static __always_inline __u32 mprotect_alert(__u32 prev, __u32 prot)
 {
+    __u32 alert = 0;
     if (!(prev & PROT_EXEC) && (prot & PROT_EXEC))
-        return ALERT_MPROT_X_ADD; /* made executable */
+        alert = ALERT_MPROT_X_ADD; /* made executable */
     if ((prev & PROT_EXEC) && !(prev & PROT_WRITE) && (prot & PROT_WRITE) && (prot & PROT_EXEC))
-        return ALERT_MPROT_W_ADD; /* executable code made writable */
-    if ((prev & PROT_WRITE) && (prev & PROT_EXEC) && !(prot & PROT_WRITE) && (prot & PROT_EXEC))
-        return ALERT_MPROT_W_REM; /* written while executable, now locked: code was loaded */
-    return 0;
+        alert = ALERT_MPROT_W_ADD; /* executable code made writable */
+    if ((prev & PROT_WRITE) && (prot & PROT_EXEC) && !(prot & PROT_WRITE))
+        alert = ALERT_MPROT_W_REM; /* written, now executable and locked: code was loaded */
+    return alert;
 }
 
 /* Whether the call's arguments alone rule its derived event out (most mmap and
@@ -201,6 +210,13 @@ static __always_inline int derived_args_rule_out(__u32 derived, long id, __u64 p
 __noinline int args_rule_out(__u32 derived, __s64 id, __u64 prot)
 {
     return derived_args_rule_out(derived, id, prot);
+}
+
+/* The file a magic_write's syscall writes to: splice and copy_file_range name
+ * theirs third, the others first. */
+static __always_inline __s64 magic_write_fd(long id, __u64 *args)
+{
+    return (id == NR_SPLICE || id == NR_COPY_FILE_RANGE) ? (__s64)args[2] : (__s64)args[0];
 }
 
 static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 derived, long id,
@@ -226,11 +242,17 @@ static __always_inline __s64 derived_enter_state(struct task_struct *t, __u32 de
         return 0;
     /* Only a write at offset 0 of a regular file can be a magic_write: most
      * writes (pipes, sockets, ttys, appends) are settled here, before saving. */
-    struct file *f = fd_file(t, args[0]);
+    struct file *f = fd_file(t, magic_write_fd(id, args));
     if (!f || (file_mode(f) & 0170000) != S_IFREG)
         return STATE_NO_EVENT;
-    __s64 pos = (id == NR_WRITE || id == NR_WRITEV) ? KPTR(struct file, f)->f_pos
-                                                    : (__s64)args[3]; /* pwrite: an argument */
+    struct file *fk = KPTR(struct file, f);
+    if ((fk->f_flags & O_APPEND_) && fk->f_inode->i_size > 0)
+        return STATE_NO_EVENT;
+    __s64 pos = fk->f_pos;
+    if (id == NR_PWRITE64 || id == NR_PWRITEV || (id == NR_PWRITEV2 && (__s64)args[3] != -1))
+        pos = (__s64)args[3];                          /* the offset is an argument */
+    else if ((id == NR_SPLICE || id == NR_COPY_FILE_RANGE) && args[3])
+        bpf_probe_read_user(&pos, sizeof(pos), (void *)args[3]); /* loff_t *off_out */
     return pos == 0 ? 0 : STATE_NO_EVENT;
 }
 
@@ -313,22 +335,30 @@ static __always_inline int build_derived(struct event_buf *b, __u32 *offp, struc
     } else if (derived == EVENT_MAGIC_WRITE) {
         if (ret <= 0 || state == STATE_NO_EVENT)
             return 0;
-        struct file *f = fd_file(t, args[0]);
+        struct file *f = fd_file(t, magic_write_fd(id, args));
         if (!f || (file_mode(f) & 0170000) != S_IFREG)
             return 0;
-        const void *buf = (const void *)args[1];
-        __u64 n = ret < MAGIC_BYTES ? ret : MAGIC_BYTES;
-        if (id != NR_WRITE && id != NR_PWRITE64) { /* writev, pwritev: the first iovec */
+        off = put_path_filtered(b, off, 0, &f->f_path, 1);           /* pathname */
+        if (!b->hdr.matched_policies)
+            return 0;
+        /* What landed at offset 0: the file's cached first page, after the call
+         * (copy_file_range, sendfile and splice have no buffer of the caller's);
+         * for the write calls, when that page is not cached (O_DIRECT), the
+         * caller's buffer (the first iovec of writev and pwritev). */
+        __u32 n = ret < MAGIC_BYTES ? ret : MAGIC_BYTES;
+        __u64 cached = cached_addr(f, 0, &n);
+        int from_user = !cached;
+        const void *buf = cached ? (const void *)cached : (const void *)args[1];
+        if (!cached && (id == NR_SENDFILE || id == NR_SPLICE || id == NR_COPY_FILE_RANGE))
+            n = 0;                                     /* nothing to read them from */
+        else if (!cached && id != NR_WRITE && id != NR_PWRITE64) {
             struct iovec iov = {};
             bpf_probe_read_user(&iov, sizeof(iov), (void *)args[1]);
             buf = iov.iov_base;
             if (iov.iov_len < n)
                 n = iov.iov_len;
         }
-        off = put_path_filtered(b, off, 0, &f->f_path, 1);           /* pathname */
-        if (!b->hdr.matched_policies)
-            return 0;
-        off = put_bytes(b, off, 1, ARG_BYTES, buf, n, 1);            /* bytes */
+        off = put_bytes(b, off, 1, ARG_BYTES, buf, n, from_user);    /* bytes */
         off = put_file_identity(b, off, 2, BPF_CORE_READ(f, f_inode)); /* dev, inode */
     } else if (derived == EVENT_MEM_PROT_ALERT) {
         __u32 prot = args[2], alert = 0, prev = 0;

@@ -127,6 +127,20 @@ class _BpfProgInfo(Structure):
     ]
 
 
+class _TestRunOpts(Structure):
+    """libbpf's struct bpf_test_run_opts."""
+
+    _fields_ = [
+        ("sz", c_size_t),
+        ("data_in", c_void_p), ("data_out", c_void_p),
+        ("data_size_in", c_uint32), ("data_size_out", c_uint32),
+        ("ctx_in", c_void_p), ("ctx_out", c_void_p),
+        ("ctx_size_in", c_uint32), ("ctx_size_out", c_uint32),
+        ("retval", c_uint32), ("repeat", c_int), ("duration", c_uint32),
+        ("flags", c_uint32), ("cpu", c_uint32), ("batch_size", c_uint32),
+    ]
+
+
 class ProgramInfo(NamedTuple):
     """What the kernel counts of a loaded program. run_time_ns and run_cnt grow only
     while kernel.bpf_stats_enabled is 1; recursion_misses always: runs the kernel
@@ -165,6 +179,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__fd": (_i, [_vp]),
     "bpf_program__set_autoload": (_i, [_vp, c_bool]),
     "bpf_obj_get_info_by_fd": (_i, [_i, _vp, POINTER(_u32)]),
+    "bpf_prog_test_run_opts": (_i, [_i, POINTER(_TestRunOpts)]),
     "bpf_program__autoload": (c_bool, [_vp]),
     "bpf_program__attach": (_vp, [_vp]),
     "bpf_program__attach_raw_tracepoint": (_vp, [_vp, _cp]),
@@ -369,6 +384,16 @@ class Program:
                _L.bpf_obj_get_info_by_fd(fd, ctypes.byref(raw), ctypes.byref(size)))
         return ProgramInfo(raw.id, _str(raw.name), raw.run_time_ns, raw.run_cnt,
                            raw.recursion_misses)
+
+    def test_run(self, ctx: bytes) -> int:
+        """Run the (loaded) program once in this thread with `ctx` as its context
+        (BPF_PROG_TEST_RUN; for a raw tracepoint program, its u64 arguments); its
+        return value."""
+        buf = ctypes.create_string_buffer(ctx, len(ctx))
+        opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), ctx_in=ctypes.addressof(buf),
+                            ctx_size_in=len(ctx))
+        _check(f"test run of program {self.name}", _L.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)))
+        return int(opts.retval)
 
     def set_autoload(self, on: bool) -> None:
         """Include (True) or skip (False) this program at load; before load only."""

@@ -165,6 +165,7 @@ class Tracer:
         self._net_links: list[Link] = []
         self.net_error: str | None = None  # why packets cannot be seen, once tried
         self._attached = False
+        self.page_cache_error: str | None = None  # why file data cannot be read in the kernel
 
     def load(self, runtime: PolicyRuntime, *, exec_env: bool = False, signals: int = 0,
              capture_write: bool = False, net_snaplen: int = DEFAULT_NET_SNAPLEN,
@@ -191,6 +192,12 @@ class Tracer:
             obj.load()
         except BpfError as exc:
             raise EnvironmentProblem(f"the kernel refused pytracee's BPF programs: {exc}") from exc
+        from pytracee.ebpf.pagecache import calibrate
+
+        self.page_cache_error = calibrate(obj)
+        if self.page_cache_error is not None:
+            log.warning("magic_write of copy_file_range, sendfile and splice will carry no "
+                        "bytes: %s", self.page_cache_error)
         fetch = obj.map("event_fetch")
         for d in EVENTS.values():
             if d.syscall:
