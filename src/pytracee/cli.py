@@ -152,7 +152,8 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         streams = build_streams(
             out, lambda v: pipeline.policy_names(v), known_policies=runtime.names,
             containers=enrich.show_containers(), parent_comm=enrich.parent_comm,
-            ancestry=enrich.ancestry_of(out.ancestry) if out.ancestry else None)
+            ancestry=enrich.ancestry_of(out.ancestry) if out.ancestry else None,
+            parent_chain=enrich.parent_chain)
         sigs = active(all_sigs, set(runtime.event_bits))
         # One engine for the whole run (a reload changes which signatures it runs).
         engine = Engine(sigs, params, DataStores(enrich.tree, enrich.manager)) if all_sigs else None
@@ -385,6 +386,10 @@ def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
     """Every event with its id, sets and arguments (optionally filtered: names, globs, tag=X)."""
     from pytracee.policy.filters import parse_events
 
+    try:  # signatures' events and sets are events too, as for -e
+        load_signatures(())
+    except UsageError as exc:
+        _fail(2, str(exc))
     evs = sorted((d for d in EVENTS.values() if not d.internal), key=lambda d: d.id)
     if patterns:
         try:

@@ -1,5 +1,6 @@
 """Outputs without a kernel: --output parsing (both syntaxes), file rotation, the
-template format, stream filters, and block vs drop buffers with a slow destination."""
+template format, stream filters, block vs drop buffers with a slow destination,
+and detections in the table (colour on a terminal only)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,23 @@ from typing import Any
 import orjson
 import pytest
 
+from pytracee.detect.engine import Detection
+from pytracee.detect.signature import Finding, SignatureMetadata
+from pytracee.enrich.options import EnrichOptions
+from pytracee.enrich.proctree import Process, ProcessTree
+from pytracee.enrich.setup import Enrichment
 from pytracee.errors import UsageError
 from pytracee.events import definitions as d
-from pytracee.events.event import Event, TaskContext
+from pytracee.events.event import Event, TaskContext, entity_id
 from pytracee.sinks.destinations.file import FileDestination
 from pytracee.sinks.formats import JsonFormat, TableFormat
-from pytracee.sinks.outputs import DestinationSpec, StreamSpec, build_streams, parse_outputs, parse_size
+from pytracee.sinks.outputs import (DestinationSpec, StreamSpec, build_streams, parse_outputs,
+                                    parse_size, use_colour)
 from pytracee.sinks.stream import Stream, summary
+from pytracee.sinks.table_sink import TableSink
 from pytracee.sinks.template import TemplateFormat
+from tests.unit.signature_fixtures import BOOT as SIG_BOOT
+from tests.unit.signature_fixtures import START, task
 
 BOOT = 1_700_000_000_000_000_000
 
@@ -696,3 +706,231 @@ def test_json_args_are_rendered_once_per_raw_args_and_again_when_replaced() -> N
     b.args, b.args_key = (("/etc/passwd",) + tuple(b.args[1:])), None
     (line,) = r.render_batch([b]).splitlines()
     assert orjson.loads(line)["args"][0]["value"] == "/etc/passwd"
+
+
+# -- detections in the table -------------------------------------------------------------------
+
+_DETECTION_DEF = d.EventDef(6999, "anti_debugging", ("signatures", "default"), ())
+
+
+def _stamp(ev: Event) -> str:
+    secs, ns = divmod(ev.timestamp, 1_000_000_000)
+    return time.strftime("%H:%M:%S", time.localtime(secs)) + f":{ns // 1000:06d}"
+
+
+def _detection(comm: str = "python3", exe: str = "/usr/bin/python3.11", severity: Any = 3,
+               sig_name: str = "Anti-Debugging detected",
+               ancestors: tuple[tuple[str, int], ...] = (("bash", 1200), ("sshd", 900)),
+               ) -> tuple[Detection, ProcessTree]:
+    """A TRC-102 detection of ptrace(PTRACE_TRACEME) by `comm` (pid 1234), with the
+    process and its `ancestors` (nearest first) in a process tree."""
+    c = task(comm, 1234, ancestors[0][1] if ancestors else 1)
+    ptrace = d.BY_NAME["ptrace"]
+    base = Event(SIG_BOOT + START + 1_000_000, 0, 1, ptrace.id, ptrace.id, 0, 0, 0, c, ptrace,
+                 [0, 1234, 0, 0])
+    md = SignatureMetadata("TRC-102", sig_name, "anti_debugging", properties={"Severity": severity})
+    det = Detection(Finding({"ptrace_request": "PTRACE_TRACEME"}, base, md), _DETECTION_DEF, 1)
+    tree = ProcessTree()
+    entity = c.parent_entity
+    tree._put(Process(c.process_entity, 1234, c.host_ppid, entity, START, comm, exe, (), 0, 1))
+    for i, (pcomm, pid) in enumerate(ancestors):
+        ppid = ancestors[i + 1][1] if i + 1 < len(ancestors) else 0  # the last one's is unknown
+        parent = entity_id(ppid, i + 1) if ppid else 0
+        tree._put(Process(entity, pid, ppid, parent, i, pcomm, f"/bin/{pcomm}", (), 0, 1))
+        entity = parent
+    c.proc = tree.get(c.process_entity)
+    return det, tree
+
+
+def _chain(tree: ProcessTree) -> Any:
+    return lambda entity, depth: [(p.comm, p.pid) for p in tree.ancestry(entity, depth)]
+
+
+def _table(tree: ProcessTree, colour: bool) -> TableFormat:
+    return TableFormat(parent_comm=lambda e: p.comm if (p := tree.get(e)) else None,
+                       parent_chain=_chain(tree), colour=colour)
+
+
+_COLUMNS = "0      python3          1234    1234    0                anti_debugging       "
+_PLAIN = ("HIGH TRC-102 Anti-Debugging detected, triggered by ptrace, "
+          "process: python3(1234) <- bash(1200) <- sshd(900), exe: /usr/bin/python3.11, "
+          "ptrace_request: PTRACE_TRACEME\n")
+_COLOURED = ("\x1b[1;31mHIGH\x1b[0m \x1b[1mTRC-102 Anti-Debugging detected\x1b[0m, triggered by "
+             "ptrace, process: python3(1234) <- bash(1200) <- sshd(900), exe: /usr/bin/python3.11, "
+             "ptrace_request: PTRACE_TRACEME\n")
+
+
+def test_detection_line_plain_and_coloured() -> None:
+    det, tree = _detection()
+    prefix = f"{_stamp(det):<16} {_COLUMNS}"
+    assert _table(tree, colour=False).render([det]).decode() == prefix + _PLAIN
+    assert _table(tree, colour=True).render([det]).decode() == prefix + _COLOURED
+    # The triggering event (not a detection) is as before, colour or not.
+    base_line = (f"{_stamp(det):<16} 0      python3          1234    1234    0                "
+                 "ptrace               request: PTRACE_TRACEME, pid: 1234, addr: 0, data: 0 "
+                 "[exe: /usr/bin/python3.11, parent: bash(1200)]\n")
+    for colour in (False, True):
+        assert _table(tree, colour).render([det.triggered_by]).decode() == base_line
+    # The header is the same, and the columns line up with it.
+    assert _table(tree, True).header() == _table(tree, False).header()
+    assert _table(tree, True).header().decode().index("ARGS") == len(prefix)
+
+
+@pytest.mark.parametrize(("severity", "label", "coloured"), [
+    (0, "INFO", "\x1b[36mINFO\x1b[0m"), (1, "LOW", "\x1b[34mLOW\x1b[0m"),
+    (2, "MEDIUM", "\x1b[33mMEDIUM\x1b[0m"), (3, "HIGH", "\x1b[1;31mHIGH\x1b[0m"),
+    (4, "CRITICAL", "\x1b[1;97;41mCRITICAL\x1b[0m"),
+    # A signature file's odd value: shown, without colour.
+    (7, "SEVERITY 7", "SEVERITY 7"), ("severe", "SEVERITY ?", "SEVERITY ?"),
+])
+def test_detection_severity_labels(severity: Any, label: str, coloured: str) -> None:
+    det, tree = _detection(severity=severity)
+    prefix = f"{_stamp(det):<16} {_COLUMNS}"
+
+    def args(colour: bool) -> str:
+        line = _table(tree, colour).render([det]).decode()
+        assert line.startswith(prefix)
+        return line[len(prefix):]
+
+    assert args(True).startswith(f"{coloured} \x1b[1mTRC-102 Anti-Debugging detected\x1b[0m, ")
+    assert args(False).startswith(f"{label} TRC-102 Anti-Debugging detected, ")
+
+
+def test_detection_line_escapes_hostile_names_inside_colour() -> None:
+    hostile = "\x1b[2J\n"
+    det, tree = _detection(comm=f"ev{hostile}il", exe=f"/tmp/{hostile}x",
+                           sig_name=f"Bad{hostile}sig", ancestors=((f"sh{hostile}", 1200),))
+    line = _table(tree, colour=True).render([det]).decode()
+    assert line.count("\n") == 1 and line.endswith("\n")
+    # The only escape codes are ours: severity and bold, each reset.
+    assert line.count("\x1b") == 4
+    assert "\x1b[2J" not in line
+    esc = "\\x1b[2J\\x0a"
+    assert f" ev{esc}il " in line  # the COMM column
+    assert f"\x1b[1;31mHIGH\x1b[0m \x1b[1mTRC-102 Bad{esc}sig\x1b[0m, triggered by ptrace, " in line
+    assert f"process: ev{esc}il(1234) <- sh{esc}(1200), exe: /tmp/{esc}x, " in line
+
+
+def test_detection_chain_depth_and_without_the_tree() -> None:
+    seven = tuple((f"p{i}", 1000 - i) for i in range(7))
+    det, tree = _detection(ancestors=seven)
+    line = _table(tree, colour=False).render([det]).decode()
+    assert ("process: python3(1234) <- p0(1000) <- p1(999) <- p2(998) <- p3(997) <- p4(996) "
+            "<- ..., exe:") in line
+    # No process tree: the process alone, and no exe.
+    det.ctx.proc = None
+    line = TableFormat(colour=False).render([det]).decode()
+    assert line.endswith(", triggered by ptrace, process: python3(1234), "
+                         "ptrace_request: PTRACE_TRACEME\n")
+    # `pytracee analyze`'s TableSink: no chain, no colour.
+    sink = TableSink(ListText())
+    assert sink.line(det) == line
+
+
+class ListText:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_enrichment_parent_chain() -> None:
+    det, tree = _detection()
+    on = Enrichment(EnrichOptions(containers=False), None, 0)  # type: ignore[arg-type]
+    on.tree = tree
+    assert on.parent_chain(det.ctx.process_entity, 5) == [("bash", 1200), ("sshd", 900)]
+    assert on.parent_chain(det.ctx.process_entity, 1) == [("bash", 1200)]
+    assert on.parent_chain(12345, 5) == []
+    off = Enrichment(EnrichOptions(proctree=False, containers=False), None, 0)  # type: ignore[arg-type]
+    assert off.tree is None and off.parent_chain(det.ctx.process_entity, 5) == []
+
+
+class FakeStdout:
+    def __init__(self, tty: bool, fd: int = -1) -> None:
+        self.tty = tty
+        self.fd = fd
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_colour_only_for_a_table_on_a_terminal_stdout_without_no_color() -> None:
+    tty, pipe = FakeStdout(True), FakeStdout(False)
+    table = DestinationSpec("t", format="table")
+    assert use_colour(table, tty, {}) is True
+    assert use_colour(table, tty, {"NO_COLOR": ""}) is True  # no-color.org: empty is unset
+    assert use_colour(table, tty, {"NO_COLOR": "1"}) is False
+    assert use_colour(table, tty, {"NO_COLOR": "0"}) is False  # any non-empty value
+    assert use_colour(table, pipe, {}) is False
+    for path in ("stdout", "-", "/dev/stdout"):
+        assert use_colour(DestinationSpec("t", format="table", path=path), tty, {}) is True
+    for spec in (DestinationSpec("t", format="table", path="/tmp/t.log"),
+                 DestinationSpec("t", format="table", path="stderr"),
+                 DestinationSpec("j", format="json"),  # json on stdout
+                 DestinationSpec("g", format="template", template="/t.j2"),
+                 DestinationSpec("w", type="webhook", format="table", url="http://h/in"),
+                 DestinationSpec("f", type="forward", format="table", url="tcp://h:24224")):
+        assert use_colour(spec, tty, {}) is False, spec
+
+    class Closed:
+        def isatty(self) -> bool:
+            raise ValueError("I/O operation on closed file")
+
+    assert use_colour(table, Closed(), {}) is False
+
+
+def test_colour_reads_sys_stdout_and_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = DestinationSpec("t", format="table")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr("sys.stdout", FakeStdout(True))
+    assert use_colour(table) is True
+    monkeypatch.setenv("NO_COLOR", "yes")
+    assert use_colour(table) is False
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr("sys.stdout", FakeStdout(False))
+    assert use_colour(table) is False
+
+
+def test_build_streams_colours_the_terminal_table_only(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    det, tree = _detection()
+    screen = tmp_path / "screen"
+    fd = os.open(screen, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+        monkeypatch.setattr("sys.stdout", FakeStdout(True, fd))
+        log = tmp_path / "t.log"
+        cfg = parse_outputs(["destinations.screen.format=table", "destinations.file.format=table",
+                             f"destinations.file.path={log}",
+                             "streams.s.destinations=screen,file"])
+        [s] = build_streams(cfg, names, parent_chain=_chain(tree))
+        # One stream, two table formats: the terminal's and the file's.
+        assert sorted(g.fmt.colour for g in s._groups) == [False, True]
+        s.write_batch([det])
+        s.close()
+        prefix = f"{_stamp(det):<16} {_COLUMNS}"
+        assert screen.read_text().splitlines(keepends=True)[1] == prefix + _COLOURED
+        assert log.read_text().splitlines(keepends=True)[1] == prefix + _PLAIN
+        # Not a terminal, or NO_COLOR: the same table, plain.
+        for tty, no_color in ((False, ""), (True, "1")):
+            monkeypatch.setenv("NO_COLOR", no_color)
+            monkeypatch.setattr("sys.stdout", FakeStdout(tty, fd))
+            [s] = build_streams(parse_outputs([]), names)
+            assert [g.fmt.colour for g in s._groups] == [False]
+            s.close()
+    finally:
+        os.close(fd)

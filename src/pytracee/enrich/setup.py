@@ -100,6 +100,12 @@ class Enrichment:
         p = self.tree.get(entity) if self.tree is not None else None
         return p.comm if p is not None else None
 
+    def parent_chain(self, entity: int, depth: int) -> list[tuple[str, int]]:
+        """(comm, pid) of the process's ancestors, nearest first; [] without the tree."""
+        if self.tree is None:
+            return []
+        return [(p.comm, p.pid) for p in self.tree.ancestry(entity, depth)]
+
     def ancestry_of(self, depth: int) -> Callable[[TaskContext], list[dict[str, Any]]]:
         tree, boot = self.tree, self.boot_offset
         assert tree is not None

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pytracee.events.event import Event, TaskContext
 from pytracee.sinks.json_sink import JsonRenderer
-from pytracee.sinks.table_sink import CONTAINER_HEADER, HEADER, TableSink
+from pytracee.sinks.table_sink import CONTAINER_HEADER, HEADER, ParentChain, TableSink
 
 
 class Format(Protocol):
@@ -54,10 +54,12 @@ class _Discard:
 class TableFormat:
     name = "table"
 
-    def __init__(self, containers: bool = False, parent_comm: Any = None) -> None:
+    def __init__(self, containers: bool = False, parent_comm: Any = None,
+                 parent_chain: ParentChain | None = None, colour: bool = False) -> None:
         # TableSink's line rendering, without its stream (and the header it writes there).
         self._table = TableSink(_Discard(), containers=containers,  # type: ignore[arg-type]
-                                parent_comm=parent_comm)
+                                parent_comm=parent_comm, parent_chain=parent_chain, colour=colour)
+        self.colour = colour
         self._header = ((CONTAINER_HEADER if containers else HEADER) + "\n").encode()
         self.errors = 0
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -350,11 +351,28 @@ def _resolve(cfg: OutputConfig, legacy: list[DestinationSpec]) -> None:
             cfg.streams[sname] = StreamSpec(sname, destinations=[name], token=d.token)
 
 
+def use_colour(spec: DestinationSpec, stdout: Any = None,
+               environ: Mapping[str, str] | None = None) -> bool:
+    """Colour only for a table on stdout that is a terminal, unless NO_COLOR is set
+    (no-color.org: any non-empty value); never in files, webhooks or forwards."""
+    if spec.fmt != "table" or spec.type != "file" or _target(spec) != "stdout":
+        return False
+    if (os.environ if environ is None else environ).get("NO_COLOR"):
+        return False
+    out = sys.stdout if stdout is None else stdout
+    try:
+        return bool(out.isatty())
+    except (AttributeError, ValueError, OSError):  # replaced, closed or detached stdout
+        return False
+
+
 def build_streams(cfg: OutputConfig, policy_names: Callable[[int], list[str]], *,
                   known_policies: Sequence[str] | None = None, containers: bool = False,
-                  parent_comm: Any = None, ancestry: Any = None) -> list[Stream]:
+                  parent_comm: Any = None, ancestry: Any = None,
+                  parent_chain: Any = None) -> list[Stream]:
     """Open the destinations, load the templates, make the streams (not started).
-    UsageError for what cannot be opened or does not exist; nothing is left open then."""
+    UsageError for what cannot be opened or does not exist; nothing is left open then.
+    `parent_chain(entity, depth)` gives a detection's ancestors in table output."""
     from pytracee.events import definitions
     from pytracee.sinks.formats import JsonFormat, TableFormat
     from pytracee.sinks.stream import Stream
@@ -376,17 +394,18 @@ def build_streams(cfg: OutputConfig, policy_names: Callable[[int], list[str]], *
                     if p not in known_policies:
                         raise UsageError(f"stream {s.name}: no policy named {p!r} in filters.policies "
                                          f"(policies: {', '.join(known_policies)})", token=p)
-            formats: dict[tuple[str, str | None], Any] = {}
+            formats: dict[tuple[str, str | None, bool], Any] = {}
             outputs = []
             for dname in s.destinations:
                 spec = cfg.destinations[dname]
-                key = (spec.fmt, spec.template)
+                colour = use_colour(spec)
+                key = (spec.fmt, spec.template, colour)  # a terminal's table is not a file's
                 fmt = formats.get(key)
                 if fmt is None:
                     if spec.fmt == "json":
                         fmt = JsonFormat(policy_names, cfg.parse_arguments, ancestry)
                     elif spec.fmt == "table":
-                        fmt = TableFormat(containers, parent_comm)
+                        fmt = TableFormat(containers, parent_comm, parent_chain, colour)
                     else:
                         assert spec.template is not None
                         fmt = TemplateFormat(spec.template, JsonFormat(
