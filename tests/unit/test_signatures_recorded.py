@@ -241,3 +241,23 @@ def test_trc1015_and_trc1016_values() -> None:
     execs = [execd("/bin/bash", "bash", "apache2"), execd("/bin/sh", "sh", "httpd-foregroun"),
              execd("/bin/bash", "bash", "bash"), execd("/usr/bin/python3", "python3", "nginx")]
     assert [d.triggered_by for d in run(IllegitimateShell(), *execs)] == execs[:2]
+
+
+def test_trc107_leaves_the_container_runtimes_own_library_path_alone() -> None:
+    runtime = "LD_LIBRARY_PATH=/opt/containerd/lib:"
+    quiet = [execd("/usr/bin/containerd-shim-runc-v2", "containerd-shim", env=[runtime]),
+             execd("/usr/sbin/runc", "runc", env=["PATH=/bin", runtime]),
+             execd("/usr/sbin/dockerd", "exe", env=[runtime])]
+    assert run(LdPreload(), *quiet) == []
+    loud = [execd("/tmp/runc", "runc", env=[runtime]),                       # not installed
+            execd("/usr/bin/ls", "ls", env=[runtime]),                        # not a runtime
+            execd("/usr/sbin/runc", "runc", env=["LD_LIBRARY_PATH=/tmp/x:/opt/containerd/lib"]),
+            execd("/usr/sbin/runc", "runc", env=["LD_PRELOAD=/opt/containerd/lib/x.so"])]
+    found = run(LdPreload(), *loud)
+    assert [(d.triggered_by.arg("pathname"), d.data) for d in found] == [
+        ("/tmp/runc", {"LD_LIBRARY_PATH": runtime}), ("/usr/bin/ls", {"LD_LIBRARY_PATH": runtime}),
+        ("/usr/sbin/runc", {"LD_LIBRARY_PATH": "LD_LIBRARY_PATH=/tmp/x:/opt/containerd/lib"}),
+        ("/usr/sbin/runc", {"LD_PRELOAD": "LD_PRELOAD=/opt/containerd/lib/x.so"})]
+    # The parameter replaces the allowed directories.
+    found = run(LdPreload(), *quiet, params={"allowed_library_paths": ["/usr/lib/other"]})
+    assert len(found) == 3

@@ -12,6 +12,15 @@ from pytracee.detect.signature import EventSelector, Signature, SignatureContext
 from pytracee.events.event import Event
 
 PRELOAD_VARS = ("LD_PRELOAD", "LD_LIBRARY_PATH")
+# containerd puts "/opt/containerd/lib:" in LD_LIBRARY_PATH of every shim and runc it
+# starts (and they pass it on), so each container start raised several ld_preload
+# detections from the runtime itself. That value is not reported when the program
+# started is one of the runtime's own, installed in a system directory.
+RUNTIME_LIBRARY_PATHS = ("/opt/containerd/lib",)
+RUNTIME_PROGRAMS = ("containerd-shim-runc-v2", "containerd-shim-runc-v1", "containerd-shim",
+                    "containerd", "runc", "crun", "dockerd", "docker-init", "docker-proxy")
+SYSTEM_BIN_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/bin", "/sbin",
+                   "/usr/libexec/docker", "/opt/containerd/bin")
 PRELOAD_LIST = "/etc/ld.so.preload"
 ASLR_SETTING = "/proc/sys/kernel/randomize_va_space"
 # The dynamic loader: ld-linux-x86-64.so.2, ld-2.31.so, ... under /lib or /usr/lib.
@@ -40,6 +49,11 @@ def allowed(params: Mapping[str, Any], default: Iterable[str]) -> frozenset[str]
 
 
 class LdPreload(Signature):
+    """Parameter `allowed_library_paths`: directories that container runtime programs
+    (RUNTIME_PROGRAMS in a system directory) may have in LD_LIBRARY_PATH (replaces the
+    default, containerd's own library directory). LD_PRELOAD is always reported, and
+    LD_LIBRARY_PATH of any other program."""
+
     metadata = meta("TRC-107", "LD_PRELOAD code injection detected", "ld_preload", 2, "T1574",
                     "Hijack Execution Flow", "persistence",
                     "A program was started with LD_PRELOAD or LD_LIBRARY_PATH set, or "
@@ -51,17 +65,37 @@ class LdPreload(Signature):
                        renamed("new_path", suffixes=(PRELOAD_LIST,)))
     needs_exec_env = True  # the env argument of sched_process_exec
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.library_paths = frozenset(RUNTIME_LIBRARY_PATHS)
+
+    def init(self, ctx: SignatureContext) -> None:
+        super().init(ctx)
+        dirs = self.params.get("allowed_library_paths") if isinstance(self.params, Mapping) else None
+        if dirs is not None:
+            self.library_paths = frozenset([dirs] if isinstance(dirs, str) else map(str, dirs))
+
     def on_event(self, ev: Event) -> None:
         if ev.name == "sched_process_exec":
             for var in ev.arg("env") or ():
-                name = var.partition("=")[0]
-                if name in PRELOAD_VARS and "=" in var:
-                    self.match(ev, **{name: var})
-                    return
+                name, eq, value = var.partition("=")
+                if name not in PRELOAD_VARS or not eq:
+                    continue
+                if name == "LD_LIBRARY_PATH" and self._runtime_own(ev, value):
+                    continue
+                self.match(ev, **{name: var})
+                return
             return
         path = opened_for_write(ev)
         if path and path.endswith(PRELOAD_LIST):
             self.match(ev)
+
+
+    def _runtime_own(self, ev: Event, value: str) -> bool:
+        """A container runtime's program with only the runtime's library directories."""
+        d, _, program = (ev.arg("pathname") or "").rpartition("/")
+        return (program in RUNTIME_PROGRAMS and d in SYSTEM_BIN_DIRS
+                and all(p in self.library_paths for p in value.split(":") if p))
 
 
 class AslrInspection(Signature):
