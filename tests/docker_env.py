@@ -32,7 +32,8 @@ STOP_TIMEOUT = 30.0  # dockerd gives running containers up to 15 s to stop
 
 IMAGE = "local/busybox:1"
 BUSYBOX_PATHS = ("/usr/bin/busybox", "/bin/busybox")  # Debian busybox-static
-BUSYBOX_APPLETS = ("sh", "ls", "cat", "sleep", "id", "echo", "true", "nslookup")
+BUSYBOX_APPLETS = ("sh", "ls", "cat", "sleep", "id", "echo", "true", "nslookup", "cp", "mkdir",
+                   "mount", "umount")
 
 
 class DockerEnvError(Exception):

@@ -214,7 +214,7 @@ def test_mem_prot_alerts(tmp_path: Path) -> None:
         wxf = libc.mmap(None, 4096, RWX, 0x02, fd, 0)               # a file's, private: alert 1
         assert libc.mmap(None, 4096, RWX, 0x02, 999, 0) == 2**64 - 1  # MAP_FAILED (EBADF): no alert
         jit = libc.mmap(None, 4096, RW, 0x22, -1, 0)
-        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # made executable: alert 2
+        assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # RW -> RX: alert 4
         assert libc.mprotect(ctypes.c_void_p(jit), 4096, RWX) == 0    # exec made writable: alert 3
         assert libc.mprotect(ctypes.c_void_p(jit), 4096, RX) == 0     # write removed from W+X: alert 4
         plain = libc.mmap(None, 4096, RW, 0x22, -1, 0)
@@ -231,10 +231,55 @@ def test_mem_prot_alerts(tmp_path: Path) -> None:
     alerts = of(events, "mem_prot_alert")
     got = [(e.arg("alert"), int(e.arg("addr"), 16), e.arg("len"), e.arg("prot"), e.arg("prev_prot"))
            for e in alerts]
-    assert got == [(1, wx, 4096, 7, 0), (1, wxf, 4096, 7, 0), (2, jit, 4096, 5, 3),
+    assert got == [(1, wx, 4096, 7, 0), (1, wxf, 4096, 7, 0), (4, jit, 4096, 5, 3),
                    (3, jit, 4096, 7, 5), (4, jit, 4096, 5, 7)]
     assert [e.arg("pathname") for e in alerts[:2]] == [None, str(lib)]
     assert alerts[1].arg("inode") == lib.stat().st_ino
+
+
+def tracee_mprotect_alert(prev: int, prot: int) -> int:
+    """Tracee's mem_prot_alert code for an mprotect (0: none): its three conditions in
+    turn, a later match replacing an earlier one."""
+    w, x = 2, 4
+    alert = 0
+    if not prev & x and prot & x:
+        alert = 2  # made executable
+    if prev & x and not prev & w and prot & (w | x) == w | x:
+        alert = 3  # executable made writable
+    if prev & w and prot & x and not prot & w:
+        alert = 4  # write removed: code loaded
+    return alert
+
+
+def test_mem_prot_alert_codes_for_every_protection_change() -> None:
+    code = """
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        for prev in range(8):
+            for prot in range(8):
+                page = libc.mmap(None, 4096, prev, 0x22, -1, 0)
+                assert libc.mprotect(ctypes.c_void_p(page), 4096, prot) == 0
+                print(prev, prot, page)
+    """
+    with Session(["mem_prot_alert"], ["comm=pt-mprot"]) as s:
+        res = py("pt-mprot", code)
+        events = s.drain()
+    calls = [tuple(map(int, line.split())) for line in res.stdout.splitlines()]
+    assert len(calls) == 64
+    mprotects = [e for e in of(events, "mem_prot_alert") if e.syscall == 10]
+    got = {(e.arg("prev_prot"), e.arg("prot"), int(e.arg("addr"), 16)): e.arg("alert")
+           for e in mprotects}
+    assert len(got) == len(mprotects)
+    want = {(prev, prot, addr): tracee_mprotect_alert(prev, prot) for prev, prot, addr in calls
+            if tracee_mprotect_alert(prev, prot)}
+    assert got == want
+    codes = sorted(want.values())
+    assert (codes.count(2), codes.count(3), codes.count(4)) == (12, 4, 8)
+    by_change = {(p, q): a for (p, q, _), a in got.items()}
+    assert (by_change[(3, 5)], by_change[(7, 5)], by_change[(5, 7)], by_change[(1, 5)]) == (4, 4, 3, 2)
+    assert (3, 1) not in by_change and (5, 5) not in by_change
 
 
 def test_mount_and_umount(tmp_path: Path) -> None:
