@@ -62,3 +62,27 @@ def test_list_events_filters_and_bad_pattern() -> None:
         "sched_process_fork", "sched_process_exec", "sched_process_exit"]
     res = CliRunner().invoke(main, ["list", "events", "nosuchevent"])
     assert res.exit_code == 2
+
+
+def test_list_events_knows_every_set_and_signature_that_events_accepts() -> None:
+    from pytracee.cli import Registry, default_event_ids, load_signatures
+    from pytracee.events.definitions import all_sets, events_in_set
+    from pytracee.policy.filters import parse_events
+
+    sigs = load_signatures(())  # what `pytracee` loads before it parses -e
+    sets = sorted(s for s in all_sets() if events_in_set(s))
+    assert {"signatures", "default", "fs", "net", "containers"} <= set(sets)
+    for s in sets:
+        selected = parse_events([f"tag={s}"], Registry(), default_event_ids()).event_ids
+        res = CliRunner().invoke(main, ["list", "events", f"tag={s}"])
+        assert res.exit_code == 0, (s, res.output)
+        assert {int(line.split()[0]) for line in res.output.splitlines()} == set(selected), s
+    res = CliRunner().invoke(main, ["list", "events", "tag=default"])
+    listed = {line.split()[1] for line in res.output.splitlines()}
+    assert {s.metadata.event_name for s in sigs} <= listed
+    assert {"sched_process_exec", "security_socket_connect", "anti_debugging"} <= listed
+    res = CliRunner().invoke(main, ["list", "events", "anti_debugging"])
+    assert res.exit_code == 0 and res.output.split()[1] == "anti_debugging"
+    # A set no -e accepts is refused alike.
+    res = CliRunner().invoke(main, ["list", "events", "tag=nosuchset"])
+    assert res.exit_code == 2 and "unknown event set 'nosuchset'" in res.output
