@@ -1,4 +1,4 @@
-"""Mixed workload: what pytracee's security event sets cost a realistic workload.
+"""Mixed workload: what pytracee's event sets cost a realistic workload.
 
     .venv/bin/python bench/mixed_workload.py [--runs R] [--timeout S] [--json] [--against REV]
                                              [--no-lean] [--peers bpftrace|'']
@@ -20,7 +20,23 @@ figure is the MEDIAN of the R runs, with min..max:
                     sys_enter and sys_exit, loaded and attached in this process with
                     pytracee's libbpf binding: the floor any syscall tracer pays
   pytracee security `pytracee -e <SECURITY_EVENTS> -o json:/dev/null`
-  pytracee default  `pytracee -o json:/dev/null` (Tracee's default event set)
+  pytracee Tracee's default events
+                    `pytracee -e <DEFAULT_EVENTS> -o json:/dev/null`: the core events of
+                    Tracee's `default` set (its events with an id below
+                    SIGNATURE_EVENTS_START, computed from pytracee's definitions), no
+                    signatures; what a bare `pytracee` ran before the signatures joined
+                    the default set
+  pytracee bare default (signatures on)
+                    `pytracee -o json:/dev/null` and no --events/--policy/--scope: what a
+                    user gets from `make run`: the default set with all built-in
+                    signatures and the events they need. Its "detections" are the
+                    `, detections: N` of pytracee's summary; one more stream writes the
+                    signatures' events (only those: detections are rare) as JSON to a
+                    temp file, and under the table each signature event's count over all
+                    runs is printed with up to 3 triggering processes (processName,
+                    executable, args), so a false positive can be told from a true one.
+                    pytracee traces the whole host: detections of other processes
+                    (containers started meanwhile, say) count too; the process shows whose
   ... @REV          with --against REV: the security set with git revision REV's pytracee
                     (built in a temporary worktree, bench/revision.py), in the same runs
   bpftrace opens    a peer (--peers bpftrace, the default; installed with apt if missing):
@@ -40,7 +56,9 @@ figure is the MEDIAN of the R runs, with min..max:
                     ~115 ns an open cheaper in the kernel)
 
 For the pytracee cases: start it, wait for "pytracee: tracing" on its stderr and until it
-is idle, run the workload, SIGINT it and parse its summary line (events delivered, lost).
+is idle, run the workload, SIGINT it and parse its summary line (events delivered, lost;
+detections for the bare default: a summary without them fails that run, as signatures
+did not run).
 Overhead = median workload time / median untraced - 1; "pp above floor" = a case's
 overhead minus the empty-hook overhead, in percentage points. "paired pp" is the median
 over runs of the same difference taken within each run (case - floor, over that run's
@@ -87,6 +105,8 @@ try:
 except ImportError:  # not run with .venv/bin/python: use the source tree
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
     from pytracee.ebpf.libbpf import BpfObject, Program
+from pytracee.detect.loader import builtin_signatures  # noqa: E402
+from pytracee.events.definitions import SIGNATURE_EVENTS_START, events_in_set  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTRACEE = ROOT / ".venv" / "bin" / "pytracee"
@@ -103,6 +123,16 @@ SECURITY_EVENTS = ("security_file_open,magic_write,security_socket_connect,"
                    "switch_task_ns,security_sb_mount,security_inode_unlink,"
                    "security_inode_rename,sched_process_exec,sched_process_exit,"
                    "process_execute_failed")
+# Tracee's default set without its signatures: the events below the signature ids (the
+# signatures' events join the set only once they are loaded; no id below is one of them)
+DEFAULT_EVENTS = ",".join(e.name for e in events_in_set("default")
+                          if e.id < SIGNATURE_EVENTS_START)
+# the built-in signatures' events: what the bare default's detection stream writes
+SIGNATURE_EVENT_NAMES = tuple(s.metadata.event_name for s in builtin_signatures())
+# pytracee's summary ends so when signatures ran (detect/engine.py, Engine.summary())
+DETECTIONS_RE = re.compile(r", detections: (\d+)(?: \(signature errors: (\d+), "
+                           r"slow calls: (\d+), chains cut at depth \d+: (\d+)\))?")
+DETECTION_SAMPLES = 3           # triggering processes kept (per run, and shown under the table)
 TARGET_PP = 2.0                 # issue: <= 2 percentage points above the empty-hook floor
 FLOOR_REF = "+3-5 %"            # platform.md, "Measured floors": empty hooks, this workload
 N_SOURCES, N_FILES, N_EXECS = 30, 3000, 200
@@ -330,17 +360,102 @@ def traced(args: list[str], against: bool = False) -> Callable[[argparse.Namespa
     return case
 
 
+def detection_stream(path: Path) -> list[str]:
+    """-o options of one more stream: the signatures' events, as JSON, to `path`."""
+    return ["-o", "destinations.det.type=file", "-o", "destinations.det.format=json",
+            "-o", f"destinations.det.path={path}", "-o", "streams.det.destinations=det",
+            "-o", "streams.det.filters.events=" + ",".join(SIGNATURE_EVENT_NAMES)]
+
+
+def short_args(args: object, width: int = 160) -> str:
+    """A detection's args (Tracee's [{name, type, value}]) as name=value, each cut short;
+    triggeredBy (the event that fired the signature) as its name{its args}."""
+    if not isinstance(args, list):
+        return repr(args)[:width]
+    parts = []
+    for a in args:
+        if not isinstance(a, dict):
+            continue
+        value = a.get("value")
+        if a.get("name") == "triggeredBy" and isinstance(value, dict):
+            inner = short_args(value.get("args"), width // 2)
+            parts.append(f"triggeredBy={value.get('name')}{{{inner}}}")
+            continue
+        v = json.dumps(value, separators=(",", ":"), default=str)
+        parts.append(f"{a.get('name')}={v if len(v) <= width else v[:width] + '...'}")
+    return " ".join(parts)
+
+
+def pick_samples(samples: list[dict]) -> list[dict]:
+    """DETECTION_SAMPLES of them, one per signature event first (a flood of one
+    signature should not hide another), then the rest in order."""
+    seen: set[str] = set()
+    first = [d for d in samples if d["event"] not in seen and not seen.add(d["event"])]
+    rest = [d for d in samples if not any(d is f for f in first)]
+    return (first + rest)[:DETECTION_SAMPLES]
+
+
+def read_detections(path: Path) -> tuple[dict[str, int], list[dict]]:
+    """The detection stream's file: count per event name, the first few triggers."""
+    by_event: dict[str, int] = {}
+    samples: dict[str, list[dict]] = {}  # per event name, the first DETECTION_SAMPLES
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return by_event, samples
+    for ln in text.splitlines():
+        try:
+            doc = json.loads(ln)
+        except ValueError:
+            by_event["(unparsable line)"] = by_event.get("(unparsable line)", 0) + 1
+            continue
+        name = str(doc.get("eventName", "?"))
+        by_event[name] = by_event.get(name, 0) + 1
+        kept = samples.setdefault(name, [])
+        if len(kept) < DETECTION_SAMPLES:
+            kept.append({"event": name, "processName": doc.get("processName", ""),
+                         "executable": (doc.get("executable") or {}).get("path", ""),
+                         "pid": doc.get("hostProcessId"), "args": short_args(doc.get("args"))})
+    path.unlink()
+    return by_event, pick_samples([d for kept in samples.values() for d in kept])
+
+
+def case_bare(ctx: argparse.Namespace) -> dict:
+    """The bare default: no selection flags, signatures on; its detections counted (the
+    summary) and written to a file of this run (the extra stream)."""
+    ctx.bare_seq = getattr(ctx, "bare_seq", 0) + 1
+    det = ctx.tmp / f"detections-{ctx.bare_seq}.json"
+    p, err = start_pytracee(["-o", "json:/dev/null"] + detection_stream(det))
+    try:
+        r = run_traced(ctx, p.pid)
+        r.update(storm.stop_pytracee(p, err))
+    finally:
+        CHILDREN.stop(p)
+    summary = next((ln for ln in reversed(err.finish()) if storm.SUMMARY_RE.search(ln)), "")
+    m = DETECTIONS_RE.search(summary)
+    if m is None:
+        raise BenchError("bare default: no ', detections: N' in pytracee's summary "
+                         f"(signatures did not run): {summary}")
+    r["detections"] = int(m[1])
+    if m[2] is not None:
+        r["signature_errors"], r["slow_calls"], r["chains_cut"] = int(m[2]), int(m[3]), int(m[4])
+    r["detections_by_event"], r["detection_samples"] = read_detections(det)
+    return r
+
+
 # (key, label, function)
 CASES: list[tuple[str, str, Callable[[argparse.Namespace], dict]]] = [
     ("untraced", "untraced", case_untraced),
     ("empty_hooks", "empty hooks (floor)", case_empty_hooks),
     ("pt_security", "pytracee security set",
      traced(["-e", SECURITY_EVENTS, "-o", "json:/dev/null"])),
-    ("pt_default", "pytracee default set", traced(["-o", "json:/dev/null"])),
+    ("pt_default", "pytracee Tracee's default events",
+     traced(["-e", DEFAULT_EVENTS, "-o", "json:/dev/null"])),
+    ("pt_bare", "pytracee bare default (signatures on)", case_bare),
 ]
 PEER_CASE = ("bpftrace", "bpftrace opens (peer)", case_bpftrace)
 LEAN_CASE = ("lean", "lean opens (content only)", case_lean)
-PYTRACEE_CASES = ("pt_security", "pt_default", "pt_security_rev")
+PYTRACEE_CASES = ("pt_security", "pt_default", "pt_bare", "pt_security_rev")
 COUNTED_CASES = PYTRACEE_CASES + ("bpftrace", "lean")  # cases whose events and losses are known
 # --against REV: the security set with that revision's pytracee, in the same runs
 AGAINST_CASE = ("pt_security_rev", "pytracee security set @{rev}",
@@ -354,11 +469,25 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     for key, runs in results.items():
         ok = [r for r in runs if "error" not in r]
         m: dict = {"runs": len(runs), "ok_runs": len(ok)}
-        for k in ("workload_s", "workload_cpu_s", "tracer_cpu_pct", "delivered", "lost"):
+        for k in ("workload_s", "workload_cpu_s", "tracer_cpu_pct", "delivered", "lost",
+                  "detections"):
             vals = [r[k] for r in ok if k in r]
             if vals:
                 m[k] = statistics.median(vals)
                 m[k + "_min"], m[k + "_max"] = min(vals), max(vals)
+        if any("detections" in r for r in ok):  # the bare default: over all its runs
+            m["detections_total"] = sum(r["detections"] for r in ok)
+            by_event: dict[str, int] = {}
+            for r in ok:
+                for name, n in r.get("detections_by_event", {}).items():
+                    by_event[name] = by_event.get(name, 0) + n
+            m["detections_by_event"] = dict(sorted(by_event.items(), key=lambda kv: -kv[1]))
+            m["detection_samples"] = pick_samples(
+                [d for r in ok for d in r.get("detection_samples", [])])
+            for k in ("signature_errors", "slow_calls", "chains_cut"):
+                total = sum(r.get(k, 0) for r in ok)
+                if total:
+                    m[k + "_total"] = total
         errors = sorted({r["error"] for r in runs if "error" in r})
         if errors:
             m["errors"] = errors
@@ -408,7 +537,7 @@ def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> 
     lines += [f"note: {n}" for n in notes]
     head = ["case", "workload s", "(min..max)", "overhead", "pp above floor",
             "paired pp (IQR)", "workload CPU s", "CPU pp above floor", "tracer CPU %",
-            "events delivered", "lost", "runs ok"]
+            "events delivered", "lost", "detections", "runs ok"]
     rows = []
     for key, label, _ in CASES:
         m = med.get(key)
@@ -436,7 +565,11 @@ def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> 
             f"{cpu_pp:+.1f}" if cpu_pp is not None else "-",
             f"{m['tracer_cpu_pct']:.0f}" if "tracer_cpu_pct" in m else "-",
             f"{m['delivered']:,.0f}" if pt and "delivered" in m else "-",
-            lost, f"{m['ok_runs']}/{m['runs']}"])
+            lost,
+            (f"{m['detections']:,.0f}" + (f" (max {m['detections_max']:,})"
+                                          if m["detections_max"] != m["detections"] else ""))
+            if "detections" in m else "-",
+            f"{m['ok_runs']}/{m['runs']}"])
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
@@ -451,6 +584,7 @@ def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> 
         if m and m.get("errors") and m["ok_runs"]:
             lines.append(f"  {label}: {m['runs'] - m['ok_runs']} run(s) failed: "
                          + "; ".join(m["errors"]))
+    lines += detection_lines(med)
     lines.append("")
     floor = med.get("empty_hooks", {}).get("overhead_pct")
     if floor is not None:
@@ -488,6 +622,34 @@ def render(args: argparse.Namespace, med: dict[str, dict], notes: list[str]) -> 
                      + f"): of the target's {TARGET_PP:.0f} pp, that leaves "
                      f"{TARGET_PP - lean['pp_above_floor']:+.1f} pp for the rest of the security set")
     return "\n".join(lines)
+
+
+def detection_lines(med: dict[str, dict]) -> list[str]:
+    """The bare default's detections over all its runs: per signature event, and who
+    triggered the first few (to tell a false positive from a true one)."""
+    m = med.get("pt_bare")
+    if not m or "detections_total" not in m:
+        return []
+    runs = m["ok_runs"]
+    if not m["detections_total"] and not m["detections_by_event"]:
+        out = [f"bare default: 0 detections over {runs} run{'s' * (runs != 1)}"]
+    else:
+        out = [f"bare default: {m['detections_total']:,} detection(s) over {runs} "
+               f"run{'s' * (runs != 1)} (pytracee's summary); in the detection stream's files:"]
+        out += [f"  {name}: {n:,}" for name, n in m["detections_by_event"].items()]
+        filed = sum(m["detections_by_event"].values())
+        if filed != m["detections_total"]:
+            out.append(f"  (the files hold {filed:,}, the summaries count "
+                       f"{m['detections_total']:,})")
+        for d in m["detection_samples"]:
+            out.append(f"  e.g. {d['event']}: processName={d['processName']!r} "
+                       f"pid={d['pid']} executable={d['executable']!r} args: {d['args']}")
+    problems = [f"{label} {m[k]:,}" for k, label in (
+        ("signature_errors_total", "signature errors"), ("slow_calls_total", "slow calls"),
+        ("chains_cut_total", "chains cut")) if k in m]
+    if problems:
+        out.append("  signatures also reported: " + ", ".join(problems))
+    return out
 
 
 def noise_pct(med: dict[str, dict]) -> float | None:
@@ -582,7 +744,9 @@ def main() -> int:
         json.dump({"kernel": platform.release(), "cpus": os.cpu_count(), "runs": args.runs,
                    "workload": {"gcc_sources": N_SOURCES, "cat_files": N_FILES,
                                 "execs": N_EXECS},
-                   "security_events": SECURITY_EVENTS.split(","), "target_pp": TARGET_PP,
+                   "security_events": SECURITY_EVENTS.split(","),
+                   "default_events": DEFAULT_EVENTS.split(","),
+                   "signature_events": list(SIGNATURE_EVENT_NAMES), "target_pp": TARGET_PP,
                    "noise_pct": noise_pct(med), "notes": notes, "median": med,
                    "raw": results}, sys.stdout, indent=2)
         print()
