@@ -194,7 +194,7 @@ def test_capture_mem_dumps_the_region(tmp_path: Path) -> None:
     assert _mode(out / "host" / name) == 0o600
     assert _manifest(out) == [{
         "kind": "mem", "path": f"host/{name}", "sha256": hashlib.sha256(dump).hexdigest(),
-        "size": 8192, "addr": addr, "len": 8192, "alert": 2, "prot": 5, "prev_prot": 3,
+        "size": 8192, "addr": addr, "len": 8192, "alert": 4, "prot": 5, "prev_prot": 3,
         "pathname": "", "pid": p.pid, "comm": "pt-mem", "timestamp": ts, "truncated": 0}]
     assert "mem 1 (8192 B; truncated 0 B, failed 0, no source 0)" in err
 
