@@ -686,3 +686,71 @@ def arg_parser(event_name: str, arg_name: str, *, tracee_only: bool = False) -> 
     if hit is None or (tracee_only and not hit[1]):
         return None
     return hit[0]
+
+
+# -- back from parse-arguments text (pytracee analyze over such a recording) --------
+
+# Values whose renderings name every token a parser prints: the small numbers enums
+# use (fcntl commands reach 1031, ptrace's PTRACE_SEIZE family 0x4206), each bit alone
+# and next to a low value that names itself (SOCK_STREAM|SOCK_CLOEXEC), AT_FDCWD.
+_PROBES = (*range(1100), *range(0x4200, 0x4220), *(1 << i for i in range(11, 64)),
+           *((1 << i) | low for i in range(2, 64) for low in (1, 2)), -100)
+_TOKENS: dict[Parser, dict[str, int]] = {}
+
+
+def _tokens(parse: Parser) -> dict[str, int]:
+    """Token -> value, learnt from the parser's own renderings: a rendering of one
+    token names that value; one with a single token not yet known names the value
+    minus the known ones (O_RDONLY|O_CREAT: O_CREAT is 0o100)."""
+    known = _TOKENS.get(parse)
+    if known is not None:
+        return known
+    known = {}
+    for v in _PROBES:
+        text = parse(v)
+        if not text:
+            continue
+        parts = text.split("|")
+        if any(t.lstrip("-").isdigit() for t in parts):
+            continue  # a fallback number stands for more than its token
+        hexes = [t for t in parts if t.startswith("0x")]  # unknown bits or a field, as hex
+        new = [t for t in parts if t not in known and t not in hexes]
+        if len(new) == 1:
+            rest = 0
+            for t in hexes:
+                rest |= int(t, 16)
+            for t in parts:
+                if t in known:
+                    rest |= known[t]
+            known[new[0]] = v & ~rest if rest & v == rest else v
+    _TOKENS[parse] = known
+    return known
+
+
+def unparse(event_name: str, arg_name: str, text: str) -> int | None:
+    """The number an argument had before parse-arguments printed it as `text`, or None
+    when it cannot be told (the parser does not print that text for any number)."""
+    parse = arg_parser(event_name, arg_name)
+    if parse is None:
+        return None
+    if "|" not in text and (text.lstrip("-").isdigit() or text.startswith("0x")):  # a number
+        for base in (10, 8, 16):  # an enum's decimal fallback, C octal modes, hex
+            try:
+                value = int(text, base)
+            except ValueError:
+                continue
+            if parse(value) == text:
+                return value
+        return None
+    known = _tokens(parse)
+    value = 0
+    for t in text.split("|"):
+        if t in known:
+            value |= known[t]
+        elif t.startswith("0x"):  # unknown bits, printed as hex
+            value |= int(t, 16)
+        elif t.isdigit():         # a field printed as its number
+            value |= int(t)
+        else:
+            return None
+    return value if parse(value) == text else None

@@ -85,7 +85,7 @@ _KIND_OF_TYPE = {
     "[]byte": ARG_BYTES,
     "[2]int": ARG_INT_PAIR,
 }
-_INT_TYPES = frozenset({
+INT_TYPES = _INT_TYPES = frozenset({
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "bool", "trace.Pointer", "time.Time",
 })

@@ -10,6 +10,7 @@ from pytracee.enrich.containers import READY, Container
 from pytracee.enrich.proctree import Process
 from pytracee.enrich.runtime_api import ContainerInfo
 from pytracee.events import definitions
+from pytracee.events.argvalues import unparse
 from pytracee.events.event import Event, TaskContext
 
 
@@ -82,6 +83,11 @@ def event_from_json(doc: Any) -> Event:
         value = a.get("value")
         if d.args[idx].type in _BYTES_TYPES and isinstance(value, str):
             value = base64.b64decode(value)
+        elif isinstance(value, str) and d.args[idx].type in definitions.INT_TYPES:
+            # Recorded with option:parse-arguments: signatures compare the numbers.
+            raw = unparse(d.name, d.args[idx].name, value)
+            if raw is not None:
+                value = raw
         args[idx] = value
     syscall = doc.get("syscall") or ""
     sc = definitions.lookup(syscall) if syscall else None
