@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytracee.enrich.runtime_api import ContainerNotFound, DockerClient, RuntimeUnavailable
+from tests.kernel.conftest import mounts_under, unmount_all
 from tests.docker_env import Containers, Dockerd, DockerEnvError, docker
 
 POD_LABELS = {"io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.namespace": "shop",
@@ -86,4 +87,5 @@ def test_dockerd_stop_start_cycle(dockerd: Dockerd, busybox_image: str) -> None:
         else:
             target.stop()
             assert tmp is not None
+            unmount_all(mounts_under(tmp + "/"))  # dockerd bind-mounts its data root
             shutil.rmtree(tmp, ignore_errors=True)
