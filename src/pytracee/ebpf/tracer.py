@@ -276,6 +276,12 @@ class Tracer:
                 follow.update(key, FOLLOW_BITS.pack(*bits))
             else:
                 follow.delete(key)
+        for root, bits in scope.tree_roots.items():
+            if not os.path.exists(f"/proc/{root}"):
+                names = [n for i, n in enumerate(runtime.names) if bits >> i & 1]
+                log.warning("tree=%d (policy %s): no process %d is running, so this scope "
+                            "selects nothing unless a new process gets that pid", root,
+                            ", ".join(names), root)
         for pid, seed in descendants(scope.tree_roots).items():
             key = pid.to_bytes(4, "little")
             value = follow.lookup(key)

@@ -73,6 +73,7 @@ class EnrichCounts:
     not_found: int = 0      # the runtime did not know the id
     unsupported: int = 0    # containers of a runtime we have no client for
     late: int = 0           # events released after the wait without the runtime's data
+    seen: int = 0           # containers known during the run: running at start or created since
 
 
 class ContainerManager:
@@ -150,6 +151,7 @@ class ContainerManager:
         runtime, cid = parsed
         c = Container(cid, runtime, cgroup_id, path, existed, time.time_ns(), started=existed)
         self._by_cgroup[cgroup_id] = c
+        self.counts.seen += 1
         if self.on_state is not None:
             self.on_state(cgroup_id, EXISTED if existed else CREATED)
         c.asked_at = time.monotonic()

@@ -123,7 +123,7 @@ class Enrichment:
                 parts.append(f"evicted live: {self.tree.evicted}")
         if self.manager is not None:
             c = self.manager.counts
-            parts.append(f"containers: {len(self.manager.containers())}")
+            parts.append(f"containers seen: {c.seen}")
             if c.errors or c.late or c.not_found or c.unsupported:
                 parts.append(f"runtime errors: {c.errors}, not found: {c.not_found}, "
                              f"unsupported runtime: {c.unsupported}, sent without runtime data: {c.late}")
