@@ -2,7 +2,7 @@
 
 require_bpf: kernel tests need root and BTF. In CI (CI=true) a missing
 prerequisite FAILS the test, so a broken runner cannot pass by skipping;
-on a developer machine the test skips and says why.
+on a developer machine the test skips and says why. Any truthy CI counts (in_ci()).
 
 dockerd / busybox_image / docker_containers: a real dockerd and a local image for
 container tests (tests/docker_env.py), under the same fail-in-CI rule.
@@ -28,6 +28,11 @@ except ImportError:
 from tests.docker_env import IMAGE, Containers, Dockerd, DockerEnvError, ensure_image  # noqa: E402
 
 
+def in_ci() -> bool:
+    """CI is set to anything truthy (true, 1, yes, on ...): prerequisites must be there."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def bpf_unavailable_reason() -> str | None:
     """Why BPF tests cannot run here, or None when they can."""
     problems = []
@@ -43,7 +48,7 @@ def check_bpf() -> None:
     reason = bpf_unavailable_reason()
     if reason is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"BPF required in CI but unavailable: {reason}", pytrace=False)
     print(f"skipping BPF test: {reason}", file=sys.stderr)
     pytest.skip(f"BPF unavailable: {reason}")
@@ -60,7 +65,7 @@ def require_bpf() -> None:
 
 def fail_or_skip(what: str, reason: str) -> NoReturn:
     """The check_bpf rule for any prerequisite: FAIL under CI=true, skip elsewhere."""
-    if os.environ.get("CI", "").lower() == "true":
+    if in_ci():
         pytest.fail(f"{what} required in CI but unavailable: {reason}", pytrace=False)
     print(f"skipping: {what} unavailable: {reason}", file=sys.stderr)
     pytest.skip(f"{what} unavailable: {reason}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from pytracee.events.event import Event
 from tests.unit.signature_fixtures import exec_event, file_open_event, make_event, ptrace_event
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "signatures" / "rego"
-ENGINES = ["regorus", pytest.param("regopy", marks=pytest.mark.skipif(
-    importlib.util.find_spec("regopy") is None, reason="regopy not installed"))]
+# regopy (rego-cpp) is a test dependency: the two engines must agree on every example.
+ENGINES = ["regorus", "regopy"]
 
 
 def load(paths: list[Path], engine: str = "regorus") -> tuple[dict[str, RegoSignature], list[Any]]:
