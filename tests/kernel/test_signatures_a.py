@@ -81,7 +81,8 @@ def none_of(out: bytes, sig_id: str, *seen: tuple[str, dict[str, Any]]) -> None:
     found = detections(out, sig_id)
     assert found == [], [trigger(d) for d in found]
     for name, fields in seen:
-        assert raw(out, name, **fields), f"near miss not seen: {name} {fields}"
+        got = raw(out, name, **fields)
+        assert len(got) == 1, f"near miss {name} {fields} seen {len(got)} times, not once"
 
 
 def sel(sig_event: str, *events: str) -> str:

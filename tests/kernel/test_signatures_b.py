@@ -75,10 +75,11 @@ def the_detection(docs: list[dict[str, Any]], sig_id: str, event_name: str,
     return det, args_of(by)
 
 
-def seen(docs: list[dict[str, Any]], name: str, **want: Any) -> bool:
-    """An event `name` (not a detection) whose args include `want`."""
-    return any(d["eventName"] == name and "metadata" not in d
-               and all(args_of(d).get(k) == v for k, v in want.items()) for d in docs)
+def seen(docs: list[dict[str, Any]], name: str, times: int = 1, **want: Any) -> bool:
+    """Exactly `times` events `name` (not detections) whose args include `want`: as
+    many as the workload made (a near miss once; a file read and then written, twice)."""
+    return sum(d["eventName"] == name and "metadata" not in d
+               and all(args_of(d).get(k) == v for k, v in want.items()) for d in docs) == times
 
 
 # --- host workloads -------------------------------------------------------------------
@@ -162,7 +163,7 @@ def test_rcd_modification_write_open_of_an_init_script() -> None:
         py("ptb-rcd", WRITE_OPEN, script)     # trigger: opened for writing
 
     docs = trace(["rcd_modification", "security_file_open"], ["comm=ptb-rcd"], act)
-    assert seen(docs, "security_file_open", pathname=script)
+    assert seen(docs, "security_file_open", 2, pathname=script)  # the read, then the write
     det, by = the_detection(docs, "TRC-1026", "rcd_modification", "security_file_open")
     assert by["pathname"] == script and by["flags"] & os.O_ACCMODE == os.O_WRONLY
     assert det["metadata"]["Properties"]["Severity"] == 2
@@ -213,7 +214,7 @@ def test_scheduled_task_mod_write_open_in_cron_d() -> None:
         py("ptb-cron", WRITE_OPEN, table)
 
     docs = trace(["scheduled_task_mod", "security_file_open"], ["comm=ptb-cron"], act)
-    assert seen(docs, "security_file_open", pathname=table)
+    assert seen(docs, "security_file_open", 2, pathname=table)  # the read, then the write
     det, by = the_detection(docs, "TRC-1027", "scheduled_task_mod", "security_file_open")
     assert by["pathname"] == table
     assert det["metadata"]["Properties"]["external_id"] == "T1053.003"
@@ -344,7 +345,7 @@ def test_proc_mem_code_injection_write_open(victim: subprocess.Popen[str]) -> No
 
     docs = trace(["proc_mem_code_injection", "security_file_open"], ["comm=ptb-memwr"], act)
     assert seen(docs, "security_file_open", pathname=f"/proc/{pid}/comm")
-    assert seen(docs, "security_file_open", pathname=mem)
+    assert seen(docs, "security_file_open", 2, pathname=mem)  # the read, then the write
     det, by = the_detection(docs, "TRC-1024", "proc_mem_code_injection", "security_file_open")
     assert by["pathname"] == mem and by["flags"] & os.O_ACCMODE == os.O_WRONLY
     assert det["metadata"]["Properties"]["external_id"] == "T1055.009"
@@ -566,7 +567,7 @@ def test_proc_kcore_read_in_container_stand_in(docker_containers: Containers) ->
         " && cat /proc/kcore > /dev/null")                 # trigger
     docs = trace(["proc_kcore_read", "security_file_open"], [f"container={cid}"],
                  lambda: sh(docker_containers, "ptb-kcore", script))
-    assert seen(docs, "security_file_open", pathname="/proc/kcore.bak")
+    assert seen(docs, "security_file_open", 2, pathname="/proc/kcore.bak")  # written, read
     det, by = the_detection(docs, "TRC-1021", "proc_kcore_read", "security_file_open")
     assert by["pathname"] == "/proc/kcore" and by["flags"] & os.O_ACCMODE == os.O_RDONLY
     assert det["containerId"] == cid
@@ -583,8 +584,8 @@ def test_system_request_key_mod_in_container_stand_in(docker_containers: Contain
         f" && : >> {path} && cat {path} > /dev/null")      # trigger (empty: written nothing)
     docs = trace(["system_request_key_mod", "security_file_open"], [f"container={cid}"],
                  lambda: sh(docker_containers, "ptb-sysrq", script))
-    assert seen(docs, "security_file_open", pathname=f"{path}.bak")
-    assert seen(docs, "security_file_open", pathname=path)  # the read open of it, too
+    assert seen(docs, "security_file_open", 2, pathname=f"{path}.bak")  # written, read
+    assert seen(docs, "security_file_open", 2, pathname=path)  # the write, and the read too
     det, by = the_detection(docs, "TRC-1031", "system_request_key_mod", "security_file_open")
     assert by["pathname"] == path and by["flags"] & os.O_ACCMODE == os.O_WRONLY
     assert det["containerId"] == cid
