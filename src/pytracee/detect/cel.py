@@ -582,6 +582,7 @@ class CelSignature(Signature):
             raise doc.fail(top["type"], f"document type '{kind}' is not 'detector'")
         self.where = doc.at(node)
         sig_id = doc.string(doc.required(node, top, "id", "detector"), "id")
+        self.defined_at = doc.at(top["id"])  # the id's line, for messages naming it
 
         pe_node = doc.required(node, top, "produced_event", "detector")
         pe = doc.mapping(pe_node, "produced_event", _PRODUCED_KEYS)

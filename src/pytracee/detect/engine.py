@@ -320,17 +320,22 @@ class Engine:
 
 def register(signatures: Sequence[Signature]) -> None:
     """Make every signature's event known (so policies and --events can select it),
-    with the events it needs. ValueError for a duplicate id or an unknown event."""
-    ids: set[str] = set()
+    with the events it needs. SignatureSetError (a ValueError) for a duplicate id or an
+    unknown event; its `usage` names the file and line (both files for a duplicate)."""
+    from pytracee.detect.signature import SignatureSetError, duplicate_id, where_defined
+    from pytracee.errors import UsageError
+
+    ids: dict[str, Signature] = {}
     names = {s.metadata.event_name: s for s in signatures}
     for sig in signatures:
         md = sig.metadata
         if md.id in ids:
-            raise ValueError(f"two signatures with id {md.id}")
-        ids.add(md.id)
+            raise duplicate_id(ids[md.id], sig)
+        ids[md.id] = sig
         for sel in sig.selected_events:
             if definitions.lookup(sel.name) is None and sel.name not in names:
-                raise ValueError(f"signature {md.id} selects unknown event {sel.name!r}")
+                text = f"signature {md.id} selects unknown event {sel.name!r}"
+                raise SignatureSetError(text, UsageError(text, where=where_defined(sig)))
     for sig in signatures:  # chained signatures' events first exist without dependencies
         md = sig.metadata
         definitions.register_signature_event(md.event_name, tuple(md.tags), ())

@@ -484,7 +484,22 @@ def _load_one(path: Path, source: str, package: str, shared: _SharedInput) -> Re
         raise UsageError("no tracee_match rule",
                          where=f"{path}:{_line_of(source, _PACKAGE_RE)}") from None
     shared.backend.add_module(str(path), source)
-    return RegoSignature(path, package, shared, metadata, selected)
+    sig = RegoSignature(path, package, shared, metadata, selected)
+    sig.defined_at = f"{path}:{_id_line(source)}"  # for messages naming where an id is
+    return sig
+
+
+_ID_KEY_RE = re.compile(r"""["']id["']\s*:""")
+
+
+def _id_line(source: str) -> int:
+    """The line of the "id" key of __rego_metadoc__ (else of __rego_metadoc__)."""
+    code = "\n".join(ln.split("#", 1)[0] for ln in source.splitlines())
+    start = _METADOC_RE.search(code)
+    m = _ID_KEY_RE.search(code, start.start()) if start else None
+    if m is None:
+        return _line_of(source, _METADOC_RE)
+    return code[: m.start()].count("\n") + 1
 
 
 def _eval_rule(backend: RegoBackend, ref: str) -> Any:

@@ -8,9 +8,13 @@ loaded into adapters that implement the same class.
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pytracee.errors import UsageError
 
 if TYPE_CHECKING:
     from pytracee.events.event import Event
@@ -92,6 +96,9 @@ class Signature:
     # Kernel builds that cannot produce the selected events (e.g. no kernel
     # modules): `list signatures` says so; the logic still runs on recorded events.
     kernel_can_trigger: bool = True
+    # Where it is defined, "file:line" (the line of its id): set by the loaders of
+    # --signatures-dir files; for other classes (built-ins) see where_defined().
+    defined_at: str | None = None
 
     def __init__(self) -> None:
         self.ctx: SignatureContext | None = None
@@ -117,3 +124,43 @@ class Signature:
     def match(self, event: Event, **data: Any) -> None:
         assert self.ctx is not None, "init() was not called"
         self.ctx.callback(Finding(dict(data), event, self.metadata))
+
+
+def where_defined(sig: Signature) -> str | None:
+    """"file:line" of a signature's definition, for messages: what its loader recorded,
+    else, for a Python class, the line of its id in the class (or the class statement).
+    None for a class that has no source (made with type(), or from a .pyc alone)."""
+    if sig.defined_at is not None:
+        return sig.defined_at
+    cls = type(sig)
+    try:  # inspect parses the module: only called when a message needs it
+        path = inspect.getsourcefile(cls)
+        lines, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return None
+    if path is None:
+        return None
+    quoted = re.compile(r"""(['"])%s\1""" % re.escape(sig.metadata.id))
+    line = next((start + i for i, text in enumerate(lines) if quoted.search(text)), start)
+    return f"{path}:{line}"
+
+
+class SignatureSetError(ValueError):
+    """Signatures that cannot run together (the engine's register() says why). str() is
+    for programs; `usage` is the one line for the user, at the file and line concerned."""
+
+    def __init__(self, text: str, usage: UsageError) -> None:
+        super().__init__(text)
+        self.usage = usage
+
+
+def duplicate_id(first: Signature, second: Signature) -> SignatureSetError:
+    """Two signatures with one id: the error names where both are defined (a class
+    without source by its name)."""
+    sig_id = second.metadata.id
+    here, there = where_defined(second), where_defined(first)
+    other = f"at {there}" if there else f"by {type(first).__module__}.{type(first).__qualname__}"
+    places = f" ({here or type(second).__qualname__}, {there or type(first).__qualname__})"
+    return SignatureSetError(f"two signatures with id {sig_id}{places}",
+                             UsageError(f"signature id {sig_id} is also defined {other}",
+                                        where=here))
