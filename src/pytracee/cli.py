@@ -79,25 +79,27 @@ def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
 
 def load_signatures(dirs: Sequence[str]) -> list[Any]:
     """Built-in signatures plus --signatures-dir ones, their events registered. A bad
-    signature file is a usage error (every bad file is reported, one line each)."""
+    signature file is a usage error (every bad file is reported, one line each); so is
+    an id two files define (both named). A user signature may replace the built-in of
+    its id: a warning line says so."""
     from pytracee.detect.engine import register
-    from pytracee.detect.loader import builtin_signatures, load_signature_dirs
+    from pytracee.detect.loader import (builtin_signatures, load_signature_dirs, warn_replaced,
+                                        with_builtins)
+    from pytracee.detect.signature import SignatureSetError
 
-    sigs = builtin_signatures()
     user, errors = load_signature_dirs(dirs)
     if errors:
         for err in errors[:-1]:
             click.echo(f"pytracee: {err}", err=True)
         raise errors[-1]
-    builtin_ids = {s.metadata.id for s in sigs}
-    for s in user:
-        if s.metadata.id in builtin_ids:  # a user file may replace a built-in of the same id
-            sigs = [b for b in sigs if b.metadata.id != s.metadata.id]
-    sigs.extend(user)
+    sigs, replaced = with_builtins(builtin_signatures(), user)
     try:
         register(sigs)
+    except SignatureSetError as exc:
+        raise exc.usage from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    warn_replaced(replaced)
     return sigs
 
 
@@ -272,6 +274,10 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
         if not (hup[0] or (watcher is not None and watcher.changed())):
             return
         hup[0] = False
+        if not policies:  # --events/--scope were read once: there is no file to read again
+            log.warning("SIGHUP: nothing to reload (no --policy given); tracing goes on "
+                        "with the --events and --scope it started with")
+            return
         if watcher is not None:
             watcher.sync()  # one reload per change, whichever noticed it first
         current = pipeline.runtime
@@ -290,7 +296,9 @@ def _reloader(pipeline: Any, boot: int, policies: Sequence[str], events: Sequenc
             log.error("policy reload refused, the running policies stay: %s", exc)
             pipeline.emit(reload_event(ctx, current.version, current.names, str(exc)))
             return
-        log.info("policies reloaded (version %d): %s", new.version, ", ".join(new.names))
+        # A status line, as "tracing" is: shown at the default log level.
+        click.echo(f"pytracee: policies reloaded (version {new.version}): {', '.join(new.names)}",
+                   err=True)
         pipeline.emit(reload_event(ctx, new.version, new.names, None))
 
     return tick
@@ -351,6 +359,9 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
                    "network.pcap.split=..., network.pcap.snaplen=..., dir.path=/path, dir.clear.")
 @click.option("-l", "--log-level", default="warning",
               type=click.Choice(LOG_LEVELS), help="Log level.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _p, v: _print_version(ctx) if v else None,
+              help="Version, git revision, kernel and libbpf; then exit.")
 @click.pass_context
 def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
          policies: tuple[str, ...], output: tuple[str, ...], buffers: tuple[str, ...],
@@ -372,6 +383,21 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
     except EnvironmentProblem as exc:
         _fail(1, str(exc))
     sys.exit(code)
+
+
+def _print_version(ctx: click.Context | None = None) -> None:
+    from pytracee.version import lines
+
+    for line in lines():
+        click.echo(line)
+    if ctx is not None:
+        ctx.exit(0)
+
+
+@main.command("version")
+def version_cmd() -> None:
+    """Version, git revision, kernel and libbpf."""
+    _print_version()
 
 
 @main.group("list")
@@ -414,15 +440,16 @@ def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
 def list_signatures(signatures_dirs: tuple[str, ...], as_json: bool) -> None:
     """Every signature: id, name, severity, MITRE technique, selected events."""
     from pytracee.detect.engine import register
-    from pytracee.detect.loader import builtin_signatures, load_signature_dirs
-    from pytracee.detect.signature import SEVERITY_NAMES
+    from pytracee.detect.loader import builtin_signatures, load_signature_dirs, with_builtins
+    from pytracee.detect.signature import SEVERITY_NAMES, SignatureSetError
 
     # Bad files are reported (one line each) and the others still listed; exit 2.
     user, errors = load_signature_dirs(signatures_dirs)
-    ids = {s.metadata.id for s in user}
-    sigs = [s for s in builtin_signatures() if s.metadata.id not in ids] + user
+    sigs, _ = with_builtins(builtin_signatures(), user)
     try:
         register(sigs)
+    except SignatureSetError as exc:
+        _fail(2, str(exc.usage))
     except ValueError as exc:
         _fail(2, str(exc))
     for err in errors:
@@ -508,13 +535,18 @@ def analyze(source: str, events: tuple[str, ...], output: str, signatures_dirs: 
 
 
 @list_cmd.command("policies")
+@click.option("--signatures-dir", "signatures_dirs", multiple=True, metavar="DIR",
+              help="More signatures, whose events rules may select (as with `pytracee -p`).")
 @click.argument("paths", nargs=-1, required=True)
-def list_policies(paths: tuple[str, ...]) -> None:
+def list_policies(signatures_dirs: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Validate policy files and print what each policy selects (exit 2 on errors, all listed)."""
     from pytracee.policy.compile import compile_policies, describe
     from pytracee.policy.files import PolicyErrors, load_policies
 
     try:
+        # As the runner does before it reads -p: signatures' events and threats
+        # (event: anti_debugging, event: threat.severity>=high) are known.
+        load_signatures(signatures_dirs)
         pset = compile_policies(load_policies(list(paths)))
     except PolicyErrors as exc:
         for err in exc.errors:

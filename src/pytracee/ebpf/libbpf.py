@@ -205,6 +205,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "btf__name_by_offset": (_cp, [_vp, _u32]),
     "libbpf_set_print": (_vp, [_vp]),
     "libbpf_num_possible_cpus": (_i, []),
+    "libbpf_major_version": (_u32, []),
+    "libbpf_minor_version": (_u32, []),
     "ring_buffer__new": (_vp, [_i, _SAMPLE_FN, _vp, _vp]),
     "ring_buffer__poll": (_i, [_vp, _i]),
     "ring_buffer__consume": (_i, [_vp]),
@@ -306,6 +308,11 @@ def _ensure_log_handler() -> None:
 
 
 _ncpus: list[int] = []
+
+
+def libbpf_version() -> str:
+    """The version of the libbpf shared library in use, e.g. '1.1'."""
+    return f"{_L.libbpf_major_version()}.{_L.libbpf_minor_version()}"
 
 
 def num_possible_cpus() -> int:
