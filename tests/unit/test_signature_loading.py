@@ -184,29 +184,21 @@ def test_a_class_without_source_has_no_location() -> None:
 
 # --- an id defined twice -----------------------------------------------------------------
 
-def test_an_id_in_two_files_names_both(tmp_path: Path) -> None:
-    a = write(tmp_path / "a.py", py_sig("TRC-X", "x_a"))
-    b = write(tmp_path / "sub" / "b.rego", rego_sig("TRC-X", "x_b"))
-    with pytest.raises(UsageError) as ei:
-        load_signatures([str(tmp_path)])
-    assert str(ei.value) == f"{b}:6: signature id TRC-X is also defined at {a}:6"
-
-
-def test_an_id_in_python_and_yaml_names_the_yaml_id_line(tmp_path: Path) -> None:
-    a = write(tmp_path / "a.py", py_sig("USR-D2", "d2_a"))
-    c = write(tmp_path / "c.yaml", yaml_sig("USR-D2", "d2_c"))
-    with pytest.raises(UsageError) as ei:
-        load_signatures([str(tmp_path)])
-    assert str(ei.value) == f"{c}:3: signature id USR-D2 is also defined at {a}:6"
-
-
-def test_a_builtin_id_defined_twice_by_the_user_names_both_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first, second, sig_id, line", [
+    (("a.py", "py", "x_a"), ("sub/b.rego", "rego", "x_b"), "TRC-X", 6),
+    (("a.py", "py", "d2_a"), ("c.yaml", "yaml", "d2_c"), "USR-D2", 3),   # the yaml id's line
     # Each replaces the built-in; together they clash with each other.
-    a = write(tmp_path / "a.py", py_sig("TRC-102", "anti_debugging"))
-    b = write(tmp_path / "b.rego", rego_sig("TRC-102", "anti_debugging"))
+    (("a.py", "py", "anti_debugging"), ("b.rego", "rego", "anti_debugging"), "TRC-102", 6),
+])
+def test_an_id_in_two_files_names_both(tmp_path: Path, first: tuple[str, str, str],
+                                       second: tuple[str, str, str], sig_id: str,
+                                       line: int) -> None:
+    make = {"py": py_sig, "rego": rego_sig, "yaml": yaml_sig}
+    a = write(tmp_path / first[0], make[first[1]](sig_id, first[2]))
+    b = write(tmp_path / second[0], make[second[1]](sig_id, second[2]))
     with pytest.raises(UsageError) as ei:
         load_signatures([str(tmp_path)])
-    assert str(ei.value) == f"{b}:6: signature id TRC-102 is also defined at {a}:6"
+    assert str(ei.value) == f"{b}:{line}: signature id {sig_id} is also defined at {a}:6"
 
 
 def test_two_builtin_instances_name_the_module_and_line() -> None:
