@@ -379,7 +379,9 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
         code = trace(events, scope, policies, output, buffers, stores, enrichment,
                      signatures_dirs, signatures_config, server, capture, artifacts)
     except UsageError as exc:
-        _fail(2, str(exc))
+        for err in getattr(exc, "errors", [exc])[:-1]:  # policy files: every mistake
+            click.echo(f"pytracee: {err}", err=True)
+        _fail(2, str(getattr(exc, "errors", [exc])[-1]))
     except EnvironmentProblem as exc:
         _fail(1, str(exc))
     sys.exit(code)

@@ -303,3 +303,33 @@ print(len(os.read(fd, 100)), flush=True)   # after read is selected again
              if b'"eventName":"read"' in x and b'"pt-block"' in x]
     assert [(e["matchedPolicies"], e["returnValue"]) for e in reads] == [
         (["p-read"], 3), (["p-read-again"], 2)]
+
+
+def test_what_list_policies_accepts_the_runner_runs(tmp_path: Path) -> None:
+    """Rules that select a signature, by its event and by its threat: `list policies`
+    accepts them (it loads the signatures as the runner does) and `-p` detects with them."""
+    from tests.kernel.cli_proc import start, stop
+
+    pol = tmp_path / "pol"
+    pol.mkdir()
+    rule = "type: policy\nname: {name}\nscope: [comm=pt-fh-dbg]\nrules:\n  - event: {event}\n"
+    (pol / "0-event.yaml").write_text(rule.format(name="by-event", event="anti_debugging"))
+    (pol / "1-threat.yaml").write_text(rule.format(name="by-threat",
+                                                   event="threat.mitre.technique=T1622"))
+    listed = subprocess.run([str(PYTRACEE), "list", "policies", str(pol)], capture_output=True,
+                            text=True, timeout=60)
+    assert (listed.returncode, listed.stderr) == (0, "")
+    assert listed.stdout == "".join(
+        f"policy {i}: {name}  ({pol}/{f}:1)\n  scope: comm=pt-fh-dbg\n  events (1):\n"
+        f"    anti_debugging\n" + ("\n" if i == 0 else "")
+        for i, (name, f) in enumerate((("by-event", "0-event.yaml"),
+                                       ("by-threat", "1-threat.yaml"))))
+    out = tmp_path / "out.json"
+    proc = start("-p", str(pol), "-o", f"json:{out}", "-E", "none")
+    subprocess.run([sys.executable, "-c", "import ctypes; libc = ctypes.CDLL(None); "
+                    "libc.prctl(15, b'pt-fh-dbg', 0, 0, 0); libc.ptrace(0, 0, 0, 0)"], check=True)
+    _, err = stop(proc)
+    evs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [(e["eventName"], e["processName"], e["matchedPolicies"]) for e in evs] == [
+        ("anti_debugging", "pt-fh-dbg", ["by-event", "by-threat"])]
+    assert "detections: 1" in err

@@ -265,8 +265,10 @@ def test_scope_parses(exprs: list[str], expected: Scope) -> None:
     ([" comm=bash"], "unexpected whitespace"),
     (["comm=bash "], "unexpected whitespace"),
     (["comm=a, b"], "unexpected whitespace in value ' b'"),
-    (["foo=1"], "unknown field 'foo'"),
-    (["foo"], "unknown field 'foo'"),
+    (["foo=1"], "invalid scope 'foo=1': unknown scope field 'foo' (did you mean 'follow'?)"),
+    (["xyzzy"], "invalid scope 'xyzzy': unknown scope field 'xyzzy' (known: bin, binary, comm, "
+     "container, exec, executable, follow, global, mntns, not-container, pid, pidns, tid, tree, "
+     "uid, uts)"),
     (["=5"], "missing field name"),
     (["pid!5"], "'!' must be followed by '='"),
     (["comm==bash"], "unexpected operator '=='"),

@@ -390,7 +390,7 @@ COMPILE_ERRORS = [
     ("tag without the field", plain("p", "tag=ipc_futex") + "    filters: [data.pathname=/x]\n",
      6, "no event selected by 'tag=ipc_futex' has data field(s) pathname"),
     ("bad scope expr", "type: policy\nname: p\nscope:\n  - follow\n  - colour=red\n"
-     "rules: [{event: openat}]\n", 5, "invalid scope 'colour=red': unknown field 'colour'"),
+     "rules: [{event: openat}]\n", 5, "invalid scope 'colour=red': unknown scope field 'colour'"),
     ("global combined", "type: policy\nname: p\nscope:\n  - comm=ls\n  - global\n"
      "rules: [{event: openat}]\n", 5, "scope 'global' cannot be combined"),
     ("scope conflict", "type: policy\nname: p\nscope:\n  - pid=1\n  - pid=2\n"

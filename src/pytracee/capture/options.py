@@ -16,16 +16,21 @@
                 | dir.path=/path | dir.clear
 
 A leading `artifact:` is accepted (Tracee's legacy spelling), so is a comma list in one value.
+A misspelt name gets a did-you-mean, also a name of the other flag (`-a exec`: 'executable').
+`dir:` or `clear-dir` with nothing to capture is accepted, as Tracee does, with a warning.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pytracee.errors import UsageError
 
+log = logging.getLogger("pytracee.capture")
 DEFAULT_DIR = "/tmp/pytracee/out"
 MAX_WRITE_PREFIXES = 3  # as Tracee
 MAX_PREFIX_LEN = 250    # bytes: the kernel's pathname filter keys (Tracee allows 50)
@@ -62,8 +67,9 @@ class CaptureOptions:
 def _split(value: str, token: str, opts: CaptureOptions) -> None:
     """One layout; several (pcap:process,command) are all written."""
     if value not in PCAP_SPLITS:
-        raise UsageError(f"unknown pcap split {value!r} (expected {', '.join(PCAP_SPLITS)})",
-                         token=token)
+        close = difflib.get_close_matches(value, PCAP_SPLITS, n=1)
+        raise UsageError(f"unknown pcap split {value!r}" + (f" (did you mean '{close[0]}'?)"
+                         if close else f" (expected {', '.join(PCAP_SPLITS)})"), token=token)
     if not opts._split_given:
         opts.pcap_split = ()
         opts._split_given = True
@@ -136,6 +142,12 @@ class _Spelling:
     values: tuple[tuple[str, _Setter], ...]
     known: str  # for the error message
     name_end: str  # what ends an option's name in an unknown value ("." or ":")
+    flag: str  # the flag, as the warnings name it
+    enable: str  # the options that capture something, for the warnings
+    where: tuple[str, ...]  # the options that only say where artifacts go
+    # The other flag's names -> this one's: (bare word, prefix a value follows), None
+    # where there is no such form.
+    other: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     bare_splits: bool = False  # pcap:process,command: later layouts come bare
 
     def parse(self, item: str, body: str, opts: CaptureOptions) -> None:
@@ -150,7 +162,36 @@ class _Spelling:
         if self.bare_splits and body in PCAP_SPLITS and opts._split_given:
             _split(body, item, opts)
             return
-        _unknown(body.split("=", 1)[0].split(self.name_end, 1)[0], item, self.known)
+        _unknown(body.split("=", 1)[0].split(self.name_end, 1)[0], item, self.known,
+                 self.suggest(body))
+
+    def names(self) -> dict[str, tuple[str | None, str | None]]:
+        """Every option name -> (its bare word, its prefix for a value): "write" ->
+        ("write", "write="), "dir" -> (None, "dir:"); the other flag's names included."""
+        out = dict(self.other)
+        for name in self.flags:
+            out[name] = (name, None)
+        for prefix, _ in self.values:
+            name = prefix.rstrip(":=")
+            out[name] = (out[name][0] if name in self.flags else None, prefix)
+        return out
+
+    def suggest(self, body: str) -> str | None:
+        """The option the user probably meant, written whole (value kept), or None."""
+        cut = min((i for i in (body.find(":"), body.find("=")) if i >= 0), default=len(body))
+        key, value = body[:cut], body[cut + 1:]
+        names = self.names()
+        close = [key] if key in names else difflib.get_close_matches(key, list(names), n=1)
+        if not close:
+            return None
+        bare, prefix = names[close[0]]
+        if prefix is not None and (cut < len(body) or bare is None):
+            if close[0] == "file-write.filters":  # path=/prefix* -> write=/prefix*
+                value = value.removeprefix("path=")
+            out = prefix + (value or "...")
+        else:
+            out = bare or ""
+        return out if out != body else None
 
 
 _LEGACY = _Spelling(  # --capture (Tracee v0.24); "artifact:" may lead
@@ -159,7 +200,13 @@ _LEGACY = _Spelling(  # --capture (Tracee v0.24); "artifact:" may lead
     (("dir:", _dir), ("write=", _prefix), ("pcap:", _split), ("pcap-snaplen:", _snaplen),
      ("pcap-options:", _pcap_options)),
     "exec, write, write=/prefix*, mem, network, pcap:SPLIT, pcap-snaplen:N, dir:/path, clear-dir",
-    ":", bare_splits=True)
+    ":", "--capture", "exec, write, mem, network", ("dir:", "clear-dir"),
+    {"executable": ("exec", None), "memory-regions": ("mem", None),
+     "file-write": ("write", None), "file-write.filters": (None, "write="),
+     "dir.path": (None, "dir:"), "dir.clear": ("clear-dir", None),
+     "network.pcap.split": (None, "pcap:"), "network.pcap.snaplen": (None, "pcap-snaplen:"),
+     "network.pcap.options": (None, "pcap-options:")},
+    bare_splits=True)
 _ARTIFACTS = _Spelling(  # --artifacts (Tracee HEAD)
     {"dir.clear": "clear_dir", "executable": "exec", "memory-regions": "mem",
      "file-write": "write", "network": "network"},
@@ -168,19 +215,27 @@ _ARTIFACTS = _Spelling(  # --artifacts (Tracee HEAD)
      ("network.pcap.options=", _pcap_options)),
     "executable, file-write, file-write.filters=path=/prefix*, memory-regions, network, "
     "network.pcap.split=SPLIT, network.pcap.snaplen=N, dir.path=/path, dir.clear",
-    ".")
+    ".", "--artifacts", "executable, file-write, memory-regions, network",
+    ("dir.path=", "dir.clear"),
+    {"exec": ("executable", None), "mem": ("memory-regions", None),
+     "write": ("file-write", "file-write.filters=path="), "net": ("network", None),
+     "dir": (None, "dir.path="), "clear-dir": ("dir.clear", None),
+     "pcap": (None, "network.pcap.split="), "pcap-snaplen": (None, "network.pcap.snaplen="),
+     "pcap-options": (None, "network.pcap.options=")})
 
 
-def _unknown(name: str, item: str, known: str) -> None:
+def _unknown(name: str, item: str, known: str, suggestion: str | None = None) -> None:
     if name in _UNSUPPORTED:
         raise UsageError(f"capture of {name!r} is not supported by pytracee (supported: {known})",
                          token=item)
-    raise UsageError(f"unknown capture option {item!r} (expected {known})", token=item)
+    hint = f" (did you mean {suggestion!r}?)" if suggestion else f" (expected {known})"
+    raise UsageError(f"unknown capture option {item!r}{hint}", token=item)
 
 
 def parse_capture(capture: Sequence[str] = (), artifacts: Sequence[str] = ()) -> CaptureOptions:
     """Both spellings into one set of options; UsageError names the first bad value."""
     opts = CaptureOptions()
+    where: list[tuple[_Spelling, str]] = []  # options that only say where artifacts go
     for values, spelling in ((capture, _LEGACY), (artifacts, _ARTIFACTS)):
         for raw in values:
             for item in raw.split(","):
@@ -189,6 +244,19 @@ def parse_capture(capture: Sequence[str] = (), artifacts: Sequence[str] = ()) ->
                     raise UsageError("empty capture option", token=raw)
                 body = item.removeprefix("artifact:") if spelling is _LEGACY else item
                 spelling.parse(item, body, opts)
+                if body in spelling.where or body.startswith(spelling.where):
+                    where.append((spelling, item))
     if opts.clear_dir and os.path.realpath(opts.dir) == "/":
         raise UsageError("refusing to clear '/' as the capture directory", token=opts.dir)
+    if where and not opts.enabled:
+        log.warning(_nothing_to_capture(where))
     return opts
+
+
+def _nothing_to_capture(where: Sequence[tuple[_Spelling, str]]) -> str:
+    """Tracee accepts a capture directory with nothing to capture; so do we, but say so."""
+    given = " ".join(f"{s.flag} {item}" for s, item in where)
+    clear_only = all(s.flags.get(item) == "clear_dir" for s, item in where)
+    does = ("would empty the artifacts directory" if clear_only else
+            "sets where artifacts go" if len(where) == 1 else "set where artifacts go")
+    return f"{given} {does}, but no capture is enabled ({where[0][0].enable})"

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,26 @@ def _number(raw: str, value: str, kind: type, low: float) -> float:
     return n
 
 
+# Option names, and whether each takes "=VALUE" (for the did-you-mean hint).
+_STORE_NAMES = {"process": False, "process.max-processes": True, "process.exited-ttl": True,
+                "dns": False, "dns.max-entries": True, "none": False}
+_ENRICH_NAMES = {"container": False, **{f"container.{r}.socket": True for r in DEFAULT_SOCKETS},
+                 "container.wait": True, "none": False}
+
+
+def _hint(raw: str, names: dict[str, bool]) -> str:
+    """' (did you mean 'process.max-processes=5'?)' for a misspelt name; the value, if
+    any, is kept. Nothing for a known name used with or without '=' by mistake."""
+    key, eq, value = raw.partition("=")
+    if key in names:
+        return ""
+    close = difflib.get_close_matches(key, list(names), n=1)
+    if not close:
+        return ""
+    takes = names[close[0]]
+    return f" (did you mean '{close[0]}{'=' + value if takes and eq else ''}'?)"
+
+
 def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> EnrichOptions:
     opts = EnrichOptions()
     for raw in stores:
@@ -58,8 +79,9 @@ def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> En
         elif key == "dns.max-entries" and eq:
             opts.dns_max_entries = int(_number(raw, value, int, 1))
         else:
-            raise UsageError("unknown store option (expected process, process.max-processes=N, "
-                             "process.exited-ttl=SECONDS, dns, dns.max-entries=N or none)",
+            raise UsageError(f"unknown store option {raw!r}" + (_hint(raw, _STORE_NAMES) or
+                             " (expected process, process.max-processes=N, "
+                             "process.exited-ttl=SECONDS, dns, dns.max-entries=N or none)"),
                              token=raw)
     for raw in enrichment:
         key, eq, value = raw.partition("=")
@@ -73,9 +95,14 @@ def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> En
             opts.sockets[parts[1]] = value
         elif key == "container.wait" and eq:
             opts.wait_s = _number(raw, value, int, 0) / 1000
+        elif len(parts) == 3 and parts[0] == "container" and parts[2] == "socket" and eq:
+            close = difflib.get_close_matches(parts[1], list(DEFAULT_SOCKETS), n=1)
+            raise UsageError(f"unknown container runtime {parts[1]!r} in {raw!r}"
+                             + (f" (did you mean '{close[0]}'?)" if close else
+                                f" (known: {', '.join(DEFAULT_SOCKETS)})"), token=raw)
         else:
             runtimes = "|".join(DEFAULT_SOCKETS)
-            raise UsageError(f"unknown enrichment option (expected container, "
-                             f"container.{{{runtimes}}}.socket=PATH, container.wait=MS or none)",
-                             token=raw)
+            raise UsageError(f"unknown enrichment option {raw!r}" + (_hint(raw, _ENRICH_NAMES) or
+                             f" (expected container, container.{{{runtimes}}}.socket=PATH, "
+                             "container.wait=MS or none)"), token=raw)
     return opts

@@ -45,6 +45,7 @@ __all__ = ["CompiledPolicy", "PolicySet", "compile_policies", "cli_policy_set", 
 
 log = logging.getLogger(__name__)
 _OP = re.compile(r"[=!<>]")
+_RETVAL_HEAD = re.compile(r"retval[~:^]")  # what the grammar's retval operator check sees
 
 
 @dataclass
@@ -141,6 +142,8 @@ def _qualify(f: str) -> str:
     m = _OP.search(f)
     head = f[: m.start()] if m else f
     if head in ("retval", "data", "args") or head.startswith(("data.", "args.", "scope.", "context.")):
+        return f
+    if _RETVAL_HEAD.match(f):  # retval~5: a bad operator, which the grammar names
         return f
     if "." in head:
         raise UsageError(f"invalid filter '{f}': expected data.<field>, retval or a scope field "

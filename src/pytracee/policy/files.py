@@ -125,7 +125,8 @@ def _load_once(paths: Sequence[str]) -> list[PolicyDoc]:
     docs: list[PolicyDoc] = []
     seen_names: dict[str, str] = {}
     count = 0
-    for path in _expand(paths, errors):
+    files = _expand(paths, errors)
+    for path in files:
         for node in _documents(path, errors):
             count += 1
             r = _Reader(path, errors, node)
@@ -142,8 +143,35 @@ def _load_once(paths: Sequence[str]) -> list[PolicyDoc]:
             seen_names[doc.name] = doc.name_where
             docs.append(doc)
     if errors:
-        raise PolicyErrors(errors)
+        # The documents that did load are still compiled (events, filters, scope), so a
+        # YAML error in one file does not hide the mistakes in the others.
+        errors += _compile_errors(docs)
+        raise PolicyErrors(_in_file_order(errors, files))
     return docs
+
+
+def _compile_errors(docs: Sequence[PolicyDoc]) -> list[UsageError]:
+    from pytracee.policy.compile import compile_policies  # lazy: compile imports this module
+
+    try:
+        compile_policies(docs)
+    except PolicyErrors as exc:
+        return exc.errors
+    return []
+
+
+def _in_file_order(errors: list[UsageError], files: Sequence[str]) -> list[UsageError]:
+    """By file, in the order they are read (one file's errors as they were found: the
+    first is what `pytracee -p` prints); errors of no file (a directory, an empty path)
+    first."""
+    index = {f: i for i, f in enumerate(files)}
+
+    def key(err: UsageError) -> int:
+        where = err.where or ""
+        path, _, line = where.rpartition(":")
+        return index.get(where, index.get(path, -1) if line.isdigit() else -1)
+
+    return sorted(errors, key=key)
 
 
 def _expand(paths: Sequence[str], errors: list[UsageError]) -> list[str]:
@@ -351,8 +379,11 @@ class _Reader:
         for action, where in self.strings(node, what, null_ok=True) or ():
             if action not in ACTIONS:
                 self.failed = True
+                close = difflib.get_close_matches(action, sorted(ACTIONS), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else \
+                    f" (known: {', '.join(sorted(ACTIONS))})"
                 self.errors.append(UsageError(
-                    f"action '{action}' is not supported (known: {', '.join(sorted(ACTIONS))}); "
+                    f"action '{action}' is not supported{hint}; "
                     "choose destinations with --output", token=action, where=where))
 
     def _rules(self, holder: Node, m: dict[str, Node], what: str) -> list[RuleDoc] | None:

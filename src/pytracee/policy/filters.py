@@ -271,6 +271,10 @@ class BoolFilter:
 # --------------------------------------------------------------------------
 
 _OPS = ("!=", "<=", ">=", "=", "<", ">")  # longest first
+RETVAL_OPS = ("=", "!=", "<", ">", "<=", ">=")  # as the user is told
+# <event>.retval and what follows it, when that looks like an operator (`~`, `=~`, `!~`,
+# `==`, `=<`, `:`): a numeric field, so none of these can start a value.
+_RETVAL_OP = re.compile(r"[^.=!<>~:^]+\.retval([=!<>~:^]+)")
 _RANGE_OPS = frozenset(_OPS)
 _EQ_OPS = frozenset(("=", "!="))
 _OP_CHARS = re.compile(r"[=!<>]")
@@ -301,11 +305,25 @@ def _split_op(kind: str, expr: str) -> tuple[str, str | None, str]:
     raise _fail(kind, expr, "'!' must be followed by '=' (use != or the not- prefix)")
 
 
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a known name is close to `name` (difflib's default
+    cutoff, as for events and policy keys), else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _unknown_name(what: str, name: str, known: Sequence[str]) -> str:
+    """"unknown <what> 'x' (did you mean 'y'?)", or with the known names when none is close."""
+    hint = _did_you_mean(name, known)
+    return f"unknown {what} '{name}'" + (hint or f" (known: {', '.join(known)})")
+
+
 def _check_spaces(kind: str, expr: str) -> None:
     if expr != expr.strip():
         raise _fail(kind, expr, "unexpected whitespace")
 
 
+_THREAT_FIELDS = ("severity", "mitre.technique", "mitre.tactic", "name")
 _SEVERITIES = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 _NUM_OPS = {"=": int.__eq__, "!=": int.__ne__, "<": int.__lt__, ">": int.__gt__,
             "<=": int.__le__, ">=": int.__ge__}
@@ -345,8 +363,10 @@ def threat_events(expr: str) -> set[int]:
                 hit = _norm(t["name"]) == want
             return hit if op == "=" else not hit
     else:
+        close = difflib.get_close_matches(field_name, _THREAT_FIELDS, n=1)
+        hint = f" (did you mean 'threat.{close[0]}'?)" if close else ""
         raise _fail(k, expr, "expected threat.severity, threat.mitre.technique, "
-                             "threat.mitre.tactic or threat.name with an operator")
+                             f"threat.mitre.tactic or threat.name with an operator{hint}")
     found = {eid for eid, t in SIGNATURE_THREATS.items() if test(t)}
     if not found:
         raise _fail(k, expr, "no loaded signature matches")
@@ -648,7 +668,7 @@ def _and_strings(expr: str, name: str, old: StringFilter, new: StringFilter) -> 
 
 
 def _unknown_scope_field(expr: str, name: str) -> UsageError:
-    return _fail("scope", expr, f"unknown field '{name}' (known: {', '.join(_SCOPE_FIELDS)})")
+    return _fail("scope", expr, _unknown_name("scope field", name, _SCOPE_FIELDS))
 
 
 # --------------------------------------------------------------------------
@@ -919,8 +939,7 @@ ScopeValueFilter: TypeAlias = NumericFilter | StringFilter | BoolFilter
 def _ctx_filter(expr: str, name: str, op: str | None, raw: str) -> list[tuple[str, ScopeValueFilter]]:
     k = "filter"
     if name not in _CTX_ALIASES:
-        raise _fail(k, expr, f"unknown scope field '{name}' "
-                             f"(known: {', '.join(sorted(_CTX_ALIASES))})")
+        raise _fail(k, expr, _unknown_name("scope field", name, sorted(_CTX_ALIASES)))
     canon, kind = _CTX_ALIASES[name]
     if kind == "bool":
         want = name not in ("host", "not-container")
@@ -1036,9 +1055,7 @@ class _EventsParser:
 
     def _unknown_event(self, name: str) -> UsageError:
         _, names = self._index()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return UsageError(f"unknown event '{name}'{hint}", token=name)
+        return UsageError(f"unknown event '{name}'{_did_you_mean(name, names)}", token=name)
 
     def _event(self, name: str) -> EventInfo:
         ev = self.reg.lookup(name)
@@ -1110,11 +1127,15 @@ class _EventsParser:
         sets, _ = self._index()
         for s in _values("event selection", expr, raw):
             if s not in sets:
-                raise UsageError(f"unknown event set '{s}'", token=s)
+                raise UsageError(f"unknown event set '{s}'{_did_you_mean(s, sets)}", token=s)
             self.added |= sets[s]
 
     def _filter(self, expr: str) -> None:
         k = "filter"
+        bad_op = _RETVAL_OP.match(expr)
+        if bad_op is not None and bad_op.group(1) not in _OPS:
+            raise _fail(k, expr, f"bad retval filter operator '{bad_op.group(1)}' "
+                                 f"(valid: {' '.join(RETVAL_OPS)})")
         head, op, raw = _split_op(k, expr)
         if head.startswith("threat."):
             self.added |= threat_events(expr)
@@ -1150,8 +1171,9 @@ class _EventsParser:
                 raise _fail(k, expr, f"expected {ev_name}.scope.<field>")
             self.ctx.setdefault(ev.id, []).extend(_ctx_filter(expr, parts[2], op, raw))
         else:
-            raise _fail(k, expr, f"unknown filter kind '{what}' (expected data, args, retval "
-                                 "or scope)")
+            hint = _did_you_mean(what, ("data", "args", "retval", "scope"))
+            raise _fail(k, expr, f"unknown filter kind '{what}'"
+                                 + (hint or " (expected data, args, retval or scope)"))
         self.filtered.setdefault(ev.id, expr)
 
     def finish(self, default_ids: AbstractSet[int]) -> EventSelection:

@@ -18,6 +18,7 @@ means loopback here.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3366
 ALLOW_REMOTE = "allow-remote"
 _UNSUPPORTED = ("grpc-address", "grpc", "pprof", "pyroscope")
+_NAMES = {"http-address": True, "metrics": False, "healthz": False, ALLOW_REMOTE: False}
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ def parse_server_options(values: Sequence[str]) -> ServerOptions | None:
             raise UsageError(f"--server {key} is not supported by pytracee "
                              "(it serves http-address=, metrics and healthz)", token=raw)
         else:
-            raise UsageError(f"unknown server option {raw!r} (expected http-address=HOST:PORT, "
-                             f"metrics, healthz or {ALLOW_REMOTE})", token=raw)
+            raise UsageError(f"unknown server option {raw!r}" + (_hint(key, sep, value) or
+                             f" (expected http-address=HOST:PORT, metrics, healthz or "
+                             f"{ALLOW_REMOTE})"), token=raw)
     if not allow_remote and not is_loopback(host):
         raise UsageError(
             f"--server http-address={value_of(host, port)} is not a loopback address: the "
@@ -73,6 +76,16 @@ def parse_server_options(values: Sequence[str]) -> ServerOptions | None:
     return ServerOptions(host, port, metrics=not endpoints or "metrics" in endpoints,
                          healthz=not endpoints or "healthz" in endpoints,
                          allow_remote=allow_remote)
+
+
+def _hint(key: str, sep: str, value: str) -> str:
+    """' (did you mean 'metrics'?)' for a misspelt option name (its value kept)."""
+    if key in _NAMES:
+        return ""  # a known name with or without '=' by mistake: the list says which
+    close = difflib.get_close_matches(key, list(_NAMES), n=1)
+    if not close:
+        return ""
+    return f" (did you mean '{close[0]}{sep + value if _NAMES[close[0]] and sep else ''}'?)"
 
 
 def value_of(host: str, port: int) -> str:
