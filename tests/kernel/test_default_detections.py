@@ -138,11 +138,12 @@ def test_detections_are_coloured_on_a_terminal_only() -> None:
     coloured = _tty_run(env).decode()
     [line] = [ln for ln in coloured.splitlines() if "TRC-102" in ln]
     assert ("\x1b[34mLOW\x1b[0m \x1b[1mTRC-102 Anti-Debugging detected\x1b[0m, triggered by "
-            "ptrace, process: python3(") in line
+            "ptrace (request: PTRACE_TRACEME, pid: 0), process: python3(") in line
     plain = _tty_run({**env, "NO_COLOR": "1"}).decode()
     [line] = [ln for ln in plain.splitlines() if "TRC-102" in ln]
     assert "\x1b" not in line
-    assert "LOW TRC-102 Anti-Debugging detected, triggered by ptrace, process: python3(" in line
+    assert ("LOW TRC-102 Anti-Debugging detected, triggered by ptrace (request: PTRACE_TRACEME, "
+            "pid: 0), process: python3(") in line
 
 
 # --- droppers that copy ----------------------------------------------------------------

@@ -751,22 +751,24 @@ def _table(tree: ProcessTree, colour: bool) -> TableFormat:
                        parent_chain=_chain(tree), colour=colour)
 
 
-_COLUMNS = "0      python3          1234    1234    0                anti_debugging       "
-_PLAIN = ("HIGH TRC-102 Anti-Debugging detected, triggered by ptrace, "
+_COLUMNS = "0     python3         1234    1234    0    anti_debugging       "
+_PLAIN = ("HIGH TRC-102 Anti-Debugging detected, triggered by ptrace "
+          "(request: PTRACE_TRACEME, pid: 1234), "
           "process: python3(1234) <- bash(1200) <- sshd(900), exe: /usr/bin/python3.11, "
           "ptrace_request: PTRACE_TRACEME\n")
 _COLOURED = ("\x1b[1;31mHIGH\x1b[0m \x1b[1mTRC-102 Anti-Debugging detected\x1b[0m, triggered by "
-             "ptrace, process: python3(1234) <- bash(1200) <- sshd(900), exe: /usr/bin/python3.11, "
+             "ptrace (request: PTRACE_TRACEME, pid: 1234), "
+             "process: python3(1234) <- bash(1200) <- sshd(900), exe: /usr/bin/python3.11, "
              "ptrace_request: PTRACE_TRACEME\n")
 
 
 def test_detection_line_plain_and_coloured() -> None:
     det, tree = _detection()
-    prefix = f"{_stamp(det):<16} {_COLUMNS}"
+    prefix = f"{_stamp(det)} {_COLUMNS}"
     assert _table(tree, colour=False).render([det]).decode() == prefix + _PLAIN
     assert _table(tree, colour=True).render([det]).decode() == prefix + _COLOURED
     # The triggering event (not a detection) is as before, colour or not.
-    base_line = (f"{_stamp(det):<16} 0      python3          1234    1234    0                "
+    base_line = (f"{_stamp(det)} 0     python3         1234    1234    0    "
                  "ptrace               request: PTRACE_TRACEME, pid: 1234, addr: 0, data: 0 "
                  "[exe: /usr/bin/python3.11, parent: bash(1200)]\n")
     for colour in (False, True):
@@ -785,7 +787,7 @@ def test_detection_line_plain_and_coloured() -> None:
 ])
 def test_detection_severity_labels(severity: Any, label: str, coloured: str) -> None:
     det, tree = _detection(severity=severity)
-    prefix = f"{_stamp(det):<16} {_COLUMNS}"
+    prefix = f"{_stamp(det)} {_COLUMNS}"
 
     def args(colour: bool) -> str:
         line = _table(tree, colour).render([det]).decode()
@@ -807,7 +809,8 @@ def test_detection_line_escapes_hostile_names_inside_colour() -> None:
     assert "\x1b[2J" not in line
     esc = "\\x1b[2J\\x0a"
     assert f" ev{esc}il " in line  # the COMM column
-    assert f"\x1b[1;31mHIGH\x1b[0m \x1b[1mTRC-102 Bad{esc}sig\x1b[0m, triggered by ptrace, " in line
+    assert (f"\x1b[1;31mHIGH\x1b[0m \x1b[1mTRC-102 Bad{esc}sig\x1b[0m, triggered by ptrace "
+            "(request: PTRACE_TRACEME, pid: 1234), ") in line
     assert f"process: ev{esc}il(1234) <- sh{esc}(1200), exe: /tmp/{esc}x, " in line
 
 
@@ -820,7 +823,8 @@ def test_detection_chain_depth_and_without_the_tree() -> None:
     # No process tree: the process alone, and no exe.
     det.ctx.proc = None
     line = TableFormat(colour=False).render([det]).decode()
-    assert line.endswith(", triggered by ptrace, process: python3(1234), "
+    assert line.endswith(", triggered by ptrace (request: PTRACE_TRACEME, pid: 1234), "
+                         "process: python3(1234), "
                          "ptrace_request: PTRACE_TRACEME\n")
     # `pytracee analyze`'s TableSink: no chain, no colour.
     sink = TableSink(ListText())
@@ -922,7 +926,7 @@ def test_build_streams_colours_the_terminal_table_only(tmp_path: Path,
         assert sorted(g.fmt.colour for g in s._groups) == [False, True]
         s.write_batch([det])
         s.close()
-        prefix = f"{_stamp(det):<16} {_COLUMNS}"
+        prefix = f"{_stamp(det)} {_COLUMNS}"
         assert screen.read_text().splitlines(keepends=True)[1] == prefix + _COLOURED
         assert log.read_text().splitlines(keepends=True)[1] == prefix + _PLAIN
         # Not a terminal, or NO_COLOR: the same table, plain.

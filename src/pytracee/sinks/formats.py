@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pytracee.events.event import Event, TaskContext
 from pytracee.sinks.json_sink import JsonRenderer
-from pytracee.sinks.table_sink import CONTAINER_HEADER, HEADER, ParentChain, TableSink
+from pytracee.sinks.table_sink import ParentChain, TableSink
 
 
 class Format(Protocol):
@@ -52,20 +52,32 @@ class _Discard:
 
 
 class TableFormat:
+    """`width`: the columns to fit each line in, or a function that says it for each
+    batch (a terminal's, which may be resized; None from it: whole lines); None:
+    whole lines (files, pipes). `all_args`: every argument (`option:args=all`)."""
+
     name = "table"
 
     def __init__(self, containers: bool = False, parent_comm: Any = None,
-                 parent_chain: ParentChain | None = None, colour: bool = False) -> None:
+                 parent_chain: ParentChain | None = None, colour: bool = False,
+                 width: int | Callable[[], int | None] | None = None,
+                 all_args: bool = False) -> None:
+        self.width = width
+        self._width = width if callable(width) else None
         # TableSink's line rendering, without its stream (and the header it writes there).
         self._table = TableSink(_Discard(), containers=containers,  # type: ignore[arg-type]
-                                parent_comm=parent_comm, parent_chain=parent_chain, colour=colour)
+                                parent_comm=parent_comm, parent_chain=parent_chain, colour=colour,
+                                width=None if callable(width) else width, all_args=all_args)
         self.colour = colour
-        self._header = ((CONTAINER_HEADER if containers else HEADER) + "\n").encode()
         self.errors = 0
 
     def header(self) -> bytes:
-        return self._header
+        if self._width is not None:
+            self._table.width = self._width()
+        return (self._table.header() + "\n").encode()
 
     def render(self, events: list[Event]) -> bytes:
+        if self._width is not None:
+            self._table.width = self._width()
         # Traced names are already escaped text; backslashreplace only guards the encoder.
         return "".join(map(self._table.line, events)).encode("utf-8", "backslashreplace")

@@ -27,7 +27,12 @@ Tracee's legacy form (v0.24), each one destination with its own stream:
     forward:tcp://host:port?tag=x
     none
     option:parse-arguments  option:exec-env  option:ancestry[=N]  option:exec-hash[=MODE]
+    option:args=all|summary  (the table's ARGS: every argument, or (the default) a summary
+                              for the common events; JSON has every argument either way)
     option:stack-addresses  option:sort-events  (accepted; see `warnings`)
+
+A table on stdout that is a terminal is coloured (unless NO_COLOR) and fits the
+terminal's width (each line cut with "…"); in files and pipes lines are whole.
 
 Nothing given: a table on stdout. Every mistake is one UsageError naming the token.
 """
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +60,7 @@ TYPES = ("file", "webhook", "forward")
 FORMATS = ("json", "table", "template")
 MODES = ("block", "drop")
 EXEC_HASH_MODES = ("inode", "dev-inode", "digest-inode")
+ARGS_MODES = ("summary", "all")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(I?B)?\Z", re.IGNORECASE)
 _STD = {"stdout": "stdout", "-": "stdout", "/dev/stdout": "stdout",
@@ -98,13 +105,14 @@ class OutputConfig:
     exec_env: bool = False
     ancestry: int = 0  # option:ancestry[=N]: N ancestors in JSON output
     exec_hash: str | None = None  # option:exec-hash[=MODE] ("" without a mode)
+    all_args: bool = False  # option:args=all: the table prints every argument
     stack_addresses: bool = False
     sort_events: bool = False
     warnings: list[str] = field(default_factory=list)  # for the log, once
 
 
-_OPTIONS = ("parse-arguments", "exec-env", "ancestry[=N]", "exec-hash[=MODE]", "stack-addresses",
-            "sort-events")
+_OPTIONS = ("parse-arguments", "exec-env", "ancestry[=N]", "exec-hash[=MODE]", "args=all|summary",
+            "stack-addresses", "sort-events")
 _DEST_KEYS = ("type", "format", "path", "url", "rotate", "rotate.keep")
 _STREAM_KEYS = ("destinations", "filters.events", "filters.policies", "buffer.mode", "buffer.size")
 _EXPECTED = ("table, json, json:/path, gotemplate=/t.j2[:/path], template:/t.j2[:/path], "
@@ -183,6 +191,11 @@ def _parse_option(cfg: OutputConfig, rest: str, raw: str) -> None:
         if eq and value not in EXEC_HASH_MODES:
             raise UsageError(f"exec-hash mode must be one of {', '.join(EXEC_HASH_MODES)}", token=raw)
         cfg.exec_hash = value
+    elif name == "args":
+        if value not in ARGS_MODES:
+            raise UsageError("option:args must be args=all (every argument in the table) or "
+                             "args=summary (the default)", token=raw)
+        cfg.all_args = value == "all"
     elif eq:
         raise UsageError(f"output option {name!r} takes no value", token=raw)
     elif name == "parse-arguments":
@@ -351,19 +364,37 @@ def _resolve(cfg: OutputConfig, legacy: list[DestinationSpec]) -> None:
             cfg.streams[sname] = StreamSpec(sname, destinations=[name], token=d.token)
 
 
-def use_colour(spec: DestinationSpec, stdout: Any = None,
-               environ: Mapping[str, str] | None = None) -> bool:
-    """Colour only for a table on stdout that is a terminal, unless NO_COLOR is set
-    (no-color.org: any non-empty value); never in files, webhooks or forwards."""
+def _terminal_table(spec: DestinationSpec, stdout: Any = None) -> bool:
+    """A table on stdout, and stdout is a terminal."""
     if spec.fmt != "table" or spec.type != "file" or _target(spec) != "stdout":
-        return False
-    if (os.environ if environ is None else environ).get("NO_COLOR"):
         return False
     out = sys.stdout if stdout is None else stdout
     try:
         return bool(out.isatty())
     except (AttributeError, ValueError, OSError):  # replaced, closed or detached stdout
         return False
+
+
+def use_colour(spec: DestinationSpec, stdout: Any = None,
+               environ: Mapping[str, str] | None = None) -> bool:
+    """Colour only for a table on stdout that is a terminal, unless NO_COLOR is set
+    (no-color.org: any non-empty value); never in files, webhooks or forwards."""
+    if (os.environ if environ is None else environ).get("NO_COLOR"):
+        return False
+    return _terminal_table(spec, stdout)
+
+
+def terminal_columns() -> int | None:
+    """stdout's terminal's width now (COLUMNS when set, as shutil reads it); None when
+    the terminal does not know its size (0 columns)."""
+    cols = shutil.get_terminal_size((0, 0)).columns
+    return cols if cols > 0 else None
+
+
+def table_width(spec: DestinationSpec, stdout: Any = None) -> Callable[[], int | None] | None:
+    """For a table on a terminal stdout: what says its width, asked for each batch (so
+    a resized window is followed); None (whole lines) for files, pipes and the rest."""
+    return terminal_columns if _terminal_table(spec, stdout) else None
 
 
 def build_streams(cfg: OutputConfig, policy_names: Callable[[int], list[str]], *,
@@ -394,18 +425,21 @@ def build_streams(cfg: OutputConfig, policy_names: Callable[[int], list[str]], *
                     if p not in known_policies:
                         raise UsageError(f"stream {s.name}: no policy named {p!r} in filters.policies "
                                          f"(policies: {', '.join(known_policies)})", token=p)
-            formats: dict[tuple[str, str | None, bool], Any] = {}
+            formats: dict[tuple[str, str | None, bool, bool], Any] = {}
             outputs = []
             for dname in s.destinations:
                 spec = cfg.destinations[dname]
                 colour = use_colour(spec)
-                key = (spec.fmt, spec.template, colour)  # a terminal's table is not a file's
+                width = table_width(spec)
+                # A terminal's table (coloured, cut to its width) is not a file's.
+                key = (spec.fmt, spec.template, colour, width is not None)
                 fmt = formats.get(key)
                 if fmt is None:
                     if spec.fmt == "json":
                         fmt = JsonFormat(policy_names, cfg.parse_arguments, ancestry)
                     elif spec.fmt == "table":
-                        fmt = TableFormat(containers, parent_comm, parent_chain, colour)
+                        fmt = TableFormat(containers, parent_comm, parent_chain, colour, width,
+                                          cfg.all_args)
                     else:
                         assert spec.template is not None
                         fmt = TemplateFormat(spec.template, JsonFormat(
