@@ -119,7 +119,6 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
     from pytracee.server import parse_server_options, start_server
     from pytracee.sinks.outputs import build_streams
     from pytracee.sinks.stream import Stream
-    from pytracee.sinks.stream import summary as stream_summary
     from pytracee.sinks.table_sink import NoneSink
 
     all_sigs = load_signatures(signatures_dirs)
@@ -197,9 +196,12 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
                    f"{len(runtime.names)} {'policy' if len(runtime.names) == 1 else 'policies'} "
                    "(Ctrl-C to stop)", err=True)
         pipeline.run(tick)
-        for stream in streams:  # also those the pipeline dropped (reader gone)
-            stream.close()
-        click.echo(pipeline.summary() + stream_summary(streams) + enrich.summary()
+        from pytracee.sinks.stream import close_streams, delivery_summary
+
+        # Also those the pipeline dropped (reader gone). Says what it waits for; a second
+        # Ctrl-C stops the wait, and what was not delivered is counted per output.
+        close_streams(streams, lambda line: click.echo(line, err=True))
+        click.echo(pipeline.summary(streams) + delivery_summary(streams) + enrich.summary()
                    + (engine.summary() if engine is not None else ""), err=True)
     finally:
         if http is not None:
@@ -323,7 +325,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
               help="Which processes: comm=bash, pid=1234, uid>1000, mntns=..., follow, pid=new, tree=PID.")
 @click.option("-o", "--output", "output", multiple=True, metavar="OUT",
               help="table (default), json, json:/path, gotemplate=/t.j2[:/path], webhook:URL, "
-                   "forward:tcp://host:port, none, option:parse-arguments|exec-env|ancestry[=N]; "
+                   "forward:tcp://host:port, none, option:parse-arguments|exec-env|ancestry[=N]|args=all; "
                    "or destinations.<name>.{type,format,path,url,rotate}=... and "
                    "streams.<name>.{destinations,filters.events,filters.policies,buffer.mode,"
                    "buffer.size}=...")

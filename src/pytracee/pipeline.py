@@ -32,7 +32,9 @@ class Sink(Protocol):
 
 @dataclass
 class Counts:
-    delivered: list[int] = field(default_factory=lambda: [0] * 8192)  # by event id (signatures from 6000)
+    # By event id (signatures from 6000): events that passed every filter and went to the
+    # outputs (Tracee's events count). What each output delivered of them, it counts itself.
+    delivered: list[int] = field(default_factory=lambda: [0] * 8192)
     filtered: int = 0  # dropped by user-space filters
     sink_errors: int = 0  # failed writes to an output
     pipeline_errors: int = 0  # events lost to a fault in pytracee itself (logged)
@@ -263,6 +265,7 @@ class Pipeline:
 
     def emit(self, ev: Event) -> None:
         """An event made in user space (e.g. policy_reload), straight to the sinks."""
+        self.counts.delivered[ev.event_id] += 1  # an event to the outputs like any other
         for sink in list(self.sinks):
             try:
                 sink.write_batch([ev])
@@ -317,8 +320,18 @@ class Pipeline:
         """Runs of our BPF programs the kernel skipped (re-entered on a CPU), by program."""
         return self.tracer.skipped_runs()
 
-    def summary(self) -> str:
-        delivered = sum(self.counts.delivered)
+    def summary(self, outputs: Sequence[object] = ()) -> str:
+        """The exit line's counts. `outputs`: the streams (also those closed meanwhile):
+        "events delivered: N" counts only the events that every output that selected
+        them delivered; "N of M" when some output did not (M: after every filter)."""
+        sent = sum(self.counts.delivered)
+        short = [n for s in outputs if (n := int(getattr(s, "undelivered", 0))) > 0]
+        if not short:
+            delivered = str(sent)
+        elif len(short) == 1:
+            delivered = f"{max(0, sent - short[0])} of {sent}"
+        else:  # several outputs lost events, maybe the same ones: what is sure
+            delivered = f"at least {max(0, sent - sum(short))} of {sent}"
         lost = self.lost()
         lost_s = ", ".join(f"{k}={v}" for k, v in lost.items())
         extra = ""

@@ -3,14 +3,21 @@ a slow destination in drop mode, templates and rotation, with real kernel events
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import select
 import stat
+import struct
 import subprocess
+import termios
 import threading
+import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.kernel.cli_proc import _no_leftover_tracers, start, stop  # noqa: F401
 
@@ -66,13 +73,17 @@ def test_two_streams_one_slow_in_drop_mode_the_fast_one_gets_everything(
     assert len(events) == n
     assert {(e["eventName"], e["processName"], e["returnValue"]) for e in events} == {
         ("getppid", "pt-streams", os.getpid())}
-    m = re.search(r", stream slow: dropped (\d+), errors (\d+)", summary)
+    m = re.search(r", stream slow \(file:[^)]*\): delivered (\d+), dropped (\d+), failed (\d+), "
+                  r"pending (\d+)", summary)
     assert m is not None, summary
-    dropped, errors = int(m[1]), int(m[2])
+    delivered, dropped, failed, pending = map(int, m.groups())
     slow_events = [orjson.loads(line) for line in b"".join(got).splitlines()]
-    assert errors == 0
+    assert (failed, pending) == (0, 0)
     assert dropped > n // 2  # most of the storm did not fit
-    assert len(slow_events) + dropped == n  # every event delivered or counted as dropped
+    assert delivered == len(slow_events)
+    assert delivered + dropped == n  # every event delivered or counted as dropped
+    # Delivered means delivered to every output that selected it: the slow one's count.
+    assert f"events delivered: {delivered} of {n}, " in summary
     assert all(e["eventName"] == "getppid" for e in slow_events)
     assert "stream fast" not in summary  # nothing dropped there: not mentioned
 
@@ -149,3 +160,95 @@ def test_rotation_with_real_events(syscaller: Path, tmp_path: Path) -> None:
     assert len(events) == n
     assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
     assert {e["processName"] for e in events} == {"pt-rotate"}
+
+
+# -- the table: a terminal's fits its width, a file's lines are whole --------------------------
+
+HEAD = re.compile(r"\d\d:\d\d:\d\d:\d{6} 0     pt-width        (\d+) +(\d+) +3    openat               ")
+
+
+def _drain(fd: int, quiet: float = 0.5) -> bytes:
+    """What the terminal got, until nothing more comes for `quiet` seconds."""
+    seen = b""
+    while select.select([fd], [], [], quiet)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_table_on_a_terminal_fits_its_width_a_file_gets_whole_lines(
+        syscaller: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The window's own size, not COLUMNS: this process may have COLUMNS in its C-level
+    # environment without os.environ knowing (put there by a library); setting it then
+    # deleting it unsets it there too, so pytracee gets none.
+    monkeypatch.setenv("COLUMNS", "0")
+    monkeypatch.delenv("COLUMNS")
+    target = tmp_path / ("long-directory-name-" * 4) / "target-file"
+    target.parent.mkdir()
+    target.touch()
+    log = tmp_path / "table.log"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    try:
+        proc = start("-e", "openat", "-s", "comm=pt-width", "-E", "none", "-o", "table",
+                     "-o", f"table:{log}", stdout=slave)
+        os.close(slave)
+        slave = -1
+        work = subprocess.run([str(syscaller), "-c", "pt-width", "open", str(target), "0"],
+                              check=True, capture_output=True)
+        assert work.stdout.strip() == b"3"
+        time.sleep(0.3)
+        screen = _drain(master)
+        stop(proc)
+        screen += _drain(master, 0.2)
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    shown = screen.decode().replace("\r\n", "\n").splitlines()
+    whole = log.read_text().splitlines()
+    assert shown[0] == whole[0] == ("TIME            UID   COMM            PID     TID     RET  "
+                                    "EVENT                ARGS")
+    # The file: the whole line, the summary of the open (path and flags).
+    [line] = [ln for ln in whole if str(target) in ln]
+    m = HEAD.match(line)
+    assert m is not None, line
+    assert m[1] == m[2]
+    me = Path("/proc/self/comm").read_text().strip()  # the workload's parent
+    assert line == (f"{m[0]}pathname: {target}, flags: O_RDONLY "
+                    f"[exe: {syscaller}, parent: {me}({os.getpid()})]")
+    # The terminal: every line 120 columns at most, one line per event; the open's line
+    # is the file's, cut with the marker.
+    assert len(shown) == len(whole)
+    assert all(len(ln) <= 120 for ln in shown)
+    [cut] = [ln for ln in shown if ln.startswith(m[0])]
+    assert cut.endswith("…") and len(cut) <= 120 and line.startswith(cut[:-1])
+    assert len(cut) > 110  # only what did not fit is cut
+    assert [ln for ln in shown if not ln.endswith("…")] == [ln for ln in whole if len(ln) <= 120]
+
+
+def test_option_args_all_prints_every_argument_in_the_table_json_unchanged(
+        syscaller: Path, tmp_path: Path) -> None:
+    target = tmp_path / "args-all"
+    target.touch()
+    table, js = tmp_path / "t.log", tmp_path / "e.json"
+    proc = start("-e", "openat", "-s", "comm=pt-args", "-E", "none", "-o", f"table:{table}",
+                 "-o", f"json:{js}", "-o", "option:args=all", "-o", "option:parse-arguments")
+    subprocess.run([str(syscaller), "-c", "pt-args", "open", str(target), hex(0o2101)], check=True,
+                   capture_output=True)
+    stop(proc)
+    [line] = [ln for ln in table.read_text().splitlines() if str(target) in ln]
+    me = Path("/proc/self/comm").read_text().strip()
+    assert line.endswith(f" openat               dirfd: AT_FDCWD, pathname: {target}, "
+                         f"flags: O_WRONLY|O_CREAT|O_APPEND, mode: 0644 "
+                         f"[exe: {syscaller}, parent: {me}({os.getpid()})]")
+    [ev] = [e for e in _events(js) if any(a["value"] == str(target) for a in e["args"])]
+    assert ev["args"] == [{"name": "dirfd", "type": "int32", "value": "AT_FDCWD"},
+                          {"name": "pathname", "type": "string", "value": str(target)},
+                          {"name": "flags", "type": "int32", "value": "O_WRONLY|O_CREAT|O_APPEND"},
+                          {"name": "mode", "type": "uint16", "value": "0644"}]

@@ -111,6 +111,31 @@ def test_metrics_count_the_events_seen_and_healthz_is_ok(syscaller: Path) -> Non
         get(base + "/healthz")
 
 
+def test_a_dead_webhooks_events_are_failed_not_delivered_in_metrics(syscaller: Path) -> None:
+    """pytracee_events_total counts what went to the outputs; what the webhook that never
+    answered did with it is in the per-destination metrics, and in the exit line."""
+    port, hook = free_port(), free_port()  # nothing listens on `hook`
+    base = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{hook}/in"
+    proc = start("-e", "getppid", "-s", f"comm={COMM}", "-E", "none",
+                 "-o", f"webhook:{url}?retries=0", "--server", f"http-address=127.0.0.1:{port}")
+    subprocess.run([str(syscaller), "-c", COMM, "getppid", "3"], check=True)
+    labels = f'{{stream="webhook",destination="webhook:{url}"}}'
+    got = scrape_until(base + "/metrics", f"pytracee_destination_failed_total{labels}", 3)
+    assert got['pytracee_events_total{event="getppid"}'] == 3
+    assert got[f"pytracee_destination_failed_total{labels}"] == 3
+    assert got[f"pytracee_destination_delivered_total{labels}"] == 0
+    assert got[f"pytracee_destination_pending{labels}"] == 0
+    assert got[f"pytracee_destination_up{labels}"] == 0
+    assert got['pytracee_stream_delivered_total{stream="webhook"}'] == 0
+    assert got['pytracee_stream_errors_total{stream="webhook"}'] == 3
+    assert got['pytracee_stream_dropped_total{stream="webhook"}'] == 0
+    _, err = stop(proc)
+    assert "events delivered: 0 of 3," in err
+    assert (f", stream webhook (webhook:{url}): delivered 0, dropped 0, failed 3, pending 0"
+            in err), err
+
+
 def test_only_metrics_when_only_metrics_is_named(syscaller: Path) -> None:
     port = free_port()
     proc = start("-e", "getppid", "-s", f"comm={COMM}", "-o", "none", "-E", "none",

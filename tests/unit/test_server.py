@@ -231,6 +231,42 @@ def test_collect_without_engine_enrichment_or_streams() -> None:
                                  "pytracee_containers", "pytracee_enrichment")) for n in fam)
 
 
+def test_collect_per_destination_delivered_failed_pending_up(tmp_path: Path) -> None:
+    """Real streams to real files: one written, one on /dev/full (every write fails)."""
+    from pytracee.sinks.destinations.file import FileDestination
+    from pytracee.sinks.formats import JsonFormat
+    from pytracee.sinks.stream import Stream
+    from tests.unit.signature_fixtures import make_event
+
+    ok = Stream("logs", [(FileDestination(str(tmp_path / "x.json")), JsonFormat(lambda v: []))])
+    full = Stream("alerts", [(FileDestination("/dev/full"), JsonFormat(lambda v: []))])
+    batch = [make_event("getppid", {}, ts=i) for i in range(3)]
+    for s in (ok, full):
+        s.write_batch(batch)
+        s.flush()
+    ok.write_batch(batch[:2])  # in the file's buffer: not delivered yet
+    pipeline, _, _ = fakes()
+    pipeline.sinks = [ok, full]
+    fam = parse_exposition(render(collect(pipeline)))
+    samples = {name: f[2] for name, f in fam.items()}
+    kinds = {name: f[0] for name, f in fam.items()}
+    a = (("stream", "logs"), ("destination", f"file:{tmp_path}/x.json"))
+    b = (("stream", "alerts"), ("destination", "file:/dev/full"))
+    assert samples["pytracee_destination_delivered_total"] == {a: "3", b: "0"}
+    assert samples["pytracee_destination_failed_total"] == {a: "0", b: "3"}
+    assert samples["pytracee_destination_pending"] == {a: "2", b: "0"}
+    assert samples["pytracee_destination_up"] == {a: "1", b: "0"}
+    assert (kinds["pytracee_destination_pending"], kinds["pytracee_destination_up"]) == ("gauge",) * 2
+    assert samples["pytracee_stream_delivered_total"] == {(("stream", "logs"),): "3",
+                                                          (("stream", "alerts"),): "0"}
+    assert samples["pytracee_stream_errors_total"] == {(("stream", "logs"),): "0",
+                                                       (("stream", "alerts"),): "3"}
+    assert samples["pytracee_stream_dropped_total"] == {(("stream", "logs"),): "0",
+                                                        (("stream", "alerts"),): "0"}
+    for s in (ok, full):
+        s.close()
+
+
 # -- health ---------------------------------------------------------------------------
 
 def fake_pipeline(last_tick: float | None, attached: bool = True) -> Any:

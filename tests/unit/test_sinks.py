@@ -27,7 +27,7 @@ from pytracee.sinks.destinations.file import FileDestination
 from pytracee.sinks.formats import JsonFormat, TableFormat
 from pytracee.sinks.outputs import (DestinationSpec, StreamSpec, build_streams, parse_outputs,
                                     parse_size, use_colour)
-from pytracee.sinks.stream import Stream, summary
+from pytracee.sinks.stream import Stream, delivery_summary
 from pytracee.sinks.table_sink import TableSink
 from pytracee.sinks.template import TemplateFormat
 from tests.unit.signature_fixtures import BOOT as SIG_BOOT
@@ -491,7 +491,9 @@ def test_a_slow_stream_does_not_hold_up_another() -> None:
     s_slow.close()
     s_fast.close()
     assert s_slow.delivered + s_slow.dropped == total
-    assert summary([s_slow, s_fast]) == f", stream slow: dropped {s_slow.dropped}, errors 0"
+    assert delivery_summary([s_slow, s_fast]) == (
+        f", stream slow (slow): delivered {s_slow.delivered}, dropped {s_slow.dropped}, "
+        "failed 0, pending 0")
 
 
 def test_failing_destination_is_counted_logged_once_and_others_still_get_events(
@@ -508,7 +510,8 @@ def test_failing_destination_is_counted_logged_once_and_others_still_get_events(
     assert (s.delivered, s.errors, s.dest_errors) == (0, 6, {"bad": 6, "good": 0})
     assert [r.getMessage() for r in caplog.records] == [
         "output bad failed (counted, keeps trying): refused"]
-    assert summary([s]) == ", stream s: dropped 0, errors 6"
+    assert delivery_summary([s]) == (", stream s (bad): delivered 0, dropped 0, failed 6, pending 0"
+                                     ", stream s (good): delivered 6, dropped 0, failed 0, pending 0")
 
 
 def test_broken_pipe_ends_an_inline_stream_at_once() -> None:

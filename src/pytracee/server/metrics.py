@@ -106,7 +106,8 @@ def collect(pipeline: Any, enrichment: Any = None, engine: Any = None) -> list[M
     counts = pipeline.counts
     delivered = list(counts.delivered)
     events = counter("pytracee_events_total",
-                     "Events delivered to the outputs (after every filter), by event.")
+                     "Events that passed every filter and went to the outputs, by event (what "
+                     "each output delivered: pytracee_destination_delivered_total).")
     for eid, n in enumerate(delivered):
         if n:
             events.add(n, event=_event_name(eid))
@@ -168,17 +169,34 @@ def network_metrics(network: Any) -> list[Metric]:
 
 
 def stream_metrics(sinks: Sequence[Any]) -> list[Metric]:
-    """Per-stream queue depth, deliveries, drops and errors, for outputs that queue
-    (those with `depth` and `dropped`); plain outputs have none of these."""
+    """Per stream: queue depth, events queued, delivered, dropped and failed; per
+    destination of a stream (those with `delivery()`): delivered, failed, pending, up.
+    Plain outputs have none of these."""
     streams = [s for s in sinks if hasattr(s, "depth") and hasattr(s, "dropped")]
     if not streams:
         return []
     depth = gauge("pytracee_stream_queue_depth", "Events waiting in a stream's queue.")
     queued = counter("pytracee_stream_queued_total", "Events queued to a stream.")
-    sent = counter("pytracee_stream_delivered_total", "Events a stream delivered to its destination.")
+    sent = counter("pytracee_stream_delivered_total",
+                   "Events every destination of a stream acknowledged (written to the file, "
+                   "a 2xx from the webhook, acked by Fluent Forward).")
     dropped = counter("pytracee_stream_dropped_total",
-                      "Events a stream dropped (queue full, or its destination gave up).")
-    errors = counter("pytracee_stream_errors_total", "Failed deliveries by a stream.")
+                      "Events a stream dropped without sending them: its buffer was full (drop "
+                      "mode), or they were still queued when pytracee stopped waiting at exit.")
+    errors = counter("pytracee_stream_errors_total",
+                     "Events a stream did not deliver to every destination (one gave up after "
+                     "its retries, refused them or failed to write them, or the format failed).")
+    families = (depth, queued, sent, dropped, errors)
+    d_sent = counter("pytracee_destination_delivered_total",
+                     "Events a destination acknowledged (written, 2xx, acked).")
+    d_failed = counter("pytracee_destination_failed_total",
+                       "Events a destination did not take: it gave up after its retries, refused "
+                       "them, a write failed, the format failed, or it was closed.")
+    d_pending = gauge("pytracee_destination_pending",
+                      "Events given to a destination's stream and not yet acknowledged by it "
+                      "(queued, being sent, or in its buffer).")
+    d_up = gauge("pytracee_destination_up",
+                 "0 from a destination's failed attempt until it delivers again, else 1.")
     for i, s in enumerate(streams):
         name = str(getattr(s, "name", "") or f"stream{i}")
         for metric, attr in ((depth, "depth"), (queued, "queued"), (sent, "delivered"),
@@ -188,7 +206,14 @@ def stream_metrics(sinks: Sequence[Any]) -> list[Metric]:
                 value = value()
             if isinstance(value, (int, float)):
                 metric.add(value, stream=name)
-    return [m for m in (depth, queued, sent, dropped, errors) if m.samples]
+        delivery = getattr(s, "delivery", None)
+        for row in (delivery() if callable(delivery) else ()):
+            labels = {"stream": name, "destination": row.destination}
+            d_sent.add(row.delivered, **labels)
+            d_failed.add(row.failed, **labels)
+            d_pending.add(row.pending, **labels)
+            d_up.add(int(row.up), **labels)
+    return [m for m in (*families, d_sent, d_failed, d_pending, d_up) if m.samples]
 
 
 def engine_metrics(engine: Any) -> list[Metric]:

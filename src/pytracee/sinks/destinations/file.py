@@ -13,6 +13,11 @@ path.(keep-1) -> path.keep, ..., path.1 -> path.2, path -> path.1, and a new
 Writes are cut at line ends, so each file holds whole lines and at most
 `rotate_bytes` bytes (a single line longer than that gets a file of its own).
 Only regular files rotate: a FIFO, a device or stdout never does.
+
+Counts, for the stream's "delivered" (an event is delivered once it is written, not
+while it waits in the buffer): `held_events`, events of sends whose bytes are (partly)
+still in the buffer; `lost_events`, events whose buffered bytes a failed write
+discarded (the stream counted them as sent; it moves them to failed).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class FileDestination:
         self.size = 0  # bytes in the current file (what was there plus what we wrote)
         self.rotations = 0
         self._fill = 0  # bytes of _buf not yet written
+        self.held_events = 0  # see the module doc
+        self.lost_events = 0
         self._fd = -1
         self._regular = False
         if path is None or path in STDOUT_NAMES or path in STDERR_NAMES:
@@ -79,6 +86,11 @@ class FileDestination:
         self.size = st.st_size if self._regular else 0
 
     def send(self, payload: bytes, events: list[Event]) -> None:
+        self._send(payload)
+        if self._fill:  # (some of) this batch waits in the buffer; earlier ones may too
+            self.held_events += len(events)
+
+    def _send(self, payload: bytes) -> None:
         limit = self.rotate_bytes
         if limit is None or not self._regular:
             self._write(payload)
@@ -129,8 +141,13 @@ class FileDestination:
         if not fill:
             return
         self._fill = 0
-        with memoryview(self._buf) as view:
-            self._write_all(view[:fill])
+        held, self.held_events = self.held_events, 0
+        try:
+            with memoryview(self._buf) as view:
+                self._write_all(view[:fill])
+        except BaseException:
+            self.lost_events += held
+            raise
 
     def _write_all(self, data: bytes | memoryview) -> None:
         view = memoryview(data)

@@ -27,6 +27,9 @@ URL, each connection starts with the handshake:
 and the server's digest is checked (so the peer knows the key too). A refused PING
 or a wrong server digest raises at once: retrying with the same key cannot help.
 
+As the webhook: `on_attempt` gets each attempt's outcome (None once acknowledged, the
+reason of a failure that is retried) and `abort()` ends the retries at exit.
+
 Not implemented: TLS transport, Message / PackedForward / CompressedPackedForward
 modes (Forward mode is what we send; receivers accept all modes), the heartbeat.
 """
@@ -38,6 +41,7 @@ import hashlib
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -133,7 +137,9 @@ class ForwardDestination:
         self._sock: socket.socket | None = None
         self._unpacker: msgpack.Unpacker | None = None
         self._keepalive = True
-        self._sleep: Callable[[float], None] = time.sleep
+        self._aborted = threading.Event()
+        self._sleep: Callable[[float], object] = self._aborted.wait  # returns early on abort()
+        self.on_attempt: Callable[[str | None], None] | None = None
         # Counters: messages sent (each try), retries, failures (batches given up),
         # batches and events acknowledged, connections opened (handshakes done).
         self.sends = 0
@@ -146,6 +152,21 @@ class ForwardDestination:
     def schedule(self) -> list[float]:
         """The waits before each retry of one batch (seconds)."""
         return backoff_schedule(self.max_retries, self.backoff_s, self.max_backoff_s)
+
+    def retry_window_s(self) -> float:
+        """How long a batch is retried (the waits, not the attempts) before it fails."""
+        return sum(self.schedule())
+
+    def abort(self) -> None:
+        """Stop retrying (from another thread): the batch being sent fails now, later ones
+        at once. The connection is shut down so that a send or a wait for the ack returns."""
+        self._aborted.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     # -- message building
 
@@ -184,9 +205,20 @@ class ForwardDestination:
         waits = self.schedule()
         attempt = 0
         while True:
+            if self._aborted.is_set():
+                self.failures += 1
+                raise ForwardError(f"{self.name}: batch of {len(entries)} events not "
+                                   "acknowledged: stopped waiting at exit")
             try:
                 self._send_once(data, chunk)
             except _Retryable as e:
+                if self._aborted.is_set():
+                    self.failures += 1
+                    raise ForwardError(f"{self.name}: batch of {len(entries)} events not "
+                                       f"acknowledged after {attempt + 1} attempts (stopped "
+                                       f"waiting at exit): {e}") from None
+                if self.on_attempt is not None:
+                    self.on_attempt(str(e))
                 if attempt >= len(waits):
                     self.failures += 1
                     raise ForwardError(f"{self.name}: batch of {len(entries)} events not "
@@ -200,6 +232,8 @@ class ForwardDestination:
                 raise
             self.batches_sent += 1
             self.events_sent += len(entries)
+            if self.on_attempt is not None:
+                self.on_attempt(None)
             return
 
     def _send_once(self, data: bytes, chunk: str) -> None:

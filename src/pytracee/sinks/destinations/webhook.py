@@ -16,6 +16,12 @@ Delivery:
   * other 4xx: the server refuses the batch; raised at once, no retry.
   * a certificate that fails verification: raised at once (retrying cannot fix it).
 
+Each attempt's outcome goes to `on_attempt` when set (the stream sets it: it logs
+the first failed attempt of an outage at once, and the recovery): None after a 2xx,
+the reason after a failure that is retried. `abort()` (another thread, at exit)
+ends the wait for a retry and the request in progress: that batch raises at once,
+and so does any later one.
+
 TLS verification is on by default; `insecure=true` in the URL (or
 verify_tls=False) turns it off, `ca=/path.pem` trusts that CA (only it).
 
@@ -29,8 +35,9 @@ from __future__ import annotations
 import base64
 import http.client
 import re
+import socket
 import ssl
-import time
+import threading
 from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -158,7 +165,9 @@ class WebhookDestination:
             self.headers["Authorization"] = "Basic " + base64.b64encode(cred.encode()).decode()
         self._ssl: ssl.SSLContext | None = self._context() if self.https else None
         self._conn: http.client.HTTPConnection | None = None
-        self._sleep: Callable[[float], None] = time.sleep
+        self._aborted = threading.Event()
+        self._sleep: Callable[[float], object] = self._aborted.wait  # returns early on abort()
+        self.on_attempt: Callable[[str | None], None] | None = None
         # Counters: POST attempts (each try, including ones that could not connect),
         # retries (attempts after the first of a batch), failures (batches given up),
         # batches and events delivered, connections opened.
@@ -183,6 +192,26 @@ class WebhookDestination:
         """The waits before each retry of one batch (seconds)."""
         return backoff_schedule(self.max_retries, self.backoff_s, self.max_backoff_s)
 
+    def retry_window_s(self) -> float:
+        """How long a batch is retried (the waits, not the attempts) before it fails."""
+        return sum(self.schedule())
+
+    def abort(self) -> None:
+        """Stop retrying (from another thread): the batch being sent fails now, later ones
+        at once. The connection is shut down so that a request in progress returns."""
+        self._aborted.set()
+        conn = self._conn
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _report(self, reason: str | None) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(reason)
+
     def body(self, payload: bytes) -> bytes:
         if not self.json_array:
             return payload
@@ -195,9 +224,19 @@ class WebhookDestination:
         waits = self.schedule()
         attempt = 0
         while True:
+            if self._aborted.is_set():
+                self.failures += 1
+                raise WebhookError(f"{self.name}: batch of {len(events)} events not delivered: "
+                                   "stopped waiting at exit")
             try:
                 self._post(body)
             except _Retryable as e:
+                if self._aborted.is_set():
+                    self.failures += 1
+                    raise WebhookError(f"{self.name}: batch of {len(events)} events not delivered "
+                                       f"after {attempt + 1} attempts (stopped waiting at exit): "
+                                       f"{e}") from None
+                self._report(str(e))
                 if attempt >= len(waits):
                     self.failures += 1
                     raise WebhookError(f"{self.name}: batch of {len(events)} events not delivered "
@@ -214,6 +253,7 @@ class WebhookDestination:
                 raise
             self.batches_sent += 1
             self.events_sent += len(events)
+            self._report(None)
             return
 
     def _connect(self) -> http.client.HTTPConnection:
