@@ -223,3 +223,20 @@ def test_capture_dir_with_a_capture_does_not_warn(caplog: pytest.LogCaptureFixtu
         opts = parse_capture(capture, artifacts)
     assert _warnings(caplog) == []
     assert opts.enabled is enabled
+
+
+@pytest.mark.parametrize("value, message", [
+    ("jsn", "unknown output 'jsn' (did you mean 'json'?)"),
+    ("tabel:/tmp/x", "unknown output 'tabel:/tmp/x' (did you mean 'table:/tmp/x'?)"),
+    ("webhok:http://h/x", "unknown output 'webhok:http://h/x' (did you mean 'webhook:http://h/x'?)"),
+    ("option:parse-argument",
+     "unknown output option 'parse-argument' (did you mean 'option:parse-arguments'?)"),
+    ("destinations.a.typ=file", "unknown destination key 'typ' (did you mean 'type'?)"),
+    ("streams.a.destination=x", "unknown stream key 'destination' (did you mean 'destinations'?)"),
+])
+def test_output_did_you_mean(value: str, message: str) -> None:
+    from pytracee.sinks.outputs import parse_outputs
+
+    with pytest.raises(UsageError) as ei:
+        parse_outputs([value])
+    assert ei.value.message == message

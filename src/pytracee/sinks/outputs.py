@@ -176,9 +176,25 @@ def parse_outputs(values: Sequence[str]) -> OutputConfig:
                 _webhook_query(spec)
             legacy.append(spec)
         else:
+            close = _close(kind, _OUTPUT_KINDS)
+            if close:
+                fixed = close + raw[len(kind):]
+                raise UsageError(f"unknown output {raw!r} (did you mean {fixed!r}?)", token=raw)
             raise UsageError(f"unknown output {raw!r} (expected {_EXPECTED})", token=raw)
     _resolve(cfg, legacy)
     return cfg
+
+
+# The output kinds of `-o KIND[:...]` (what a misspelt one is compared with).
+_OUTPUT_KINDS = ("table", "json", "gotemplate", "template", "webhook", "forward", "none", "option")
+
+
+def _close(word: str, choices: Sequence[str]) -> str | None:
+    """The choice a misspelt word most likely meant, if one is close."""
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1)
+    return found[0] if found else None
 
 
 def _parse_option(cfg: OutputConfig, rest: str, raw: str) -> None:
@@ -213,7 +229,9 @@ def _parse_option(cfg: OutputConfig, rest: str, raw: str) -> None:
                                 "read (per CPU in time order), not re-sorted")
         cfg.sort_events = True
     else:
-        raise UsageError(f"unknown output option {rest!r} (known: {', '.join(_OPTIONS)})", token=raw)
+        close = _close(name, [o.split("[")[0].split("=")[0] for o in _OPTIONS])
+        hint = f"did you mean 'option:{close}'?" if close else f"known: {', '.join(_OPTIONS)}"
+        raise UsageError(f"unknown output option {rest!r} ({hint})", token=raw)
 
 
 def _parse_key(cfg: OutputConfig, raw: str, seen: dict[tuple[str, str, str], str]) -> None:
@@ -226,7 +244,9 @@ def _parse_key(cfg: OutputConfig, raw: str, seen: dict[tuple[str, str, str], str
     if not _NAME.match(name):
         raise UsageError(f"bad {kind[:-1]} name {name!r} (letters, digits, '_', '-')", token=raw)
     if key not in known:
-        raise UsageError(f"unknown {kind[:-1]} key {key!r} (known: {', '.join(known)})", token=raw)
+        close = _close(key, known)
+        hint = f"did you mean {close!r}?" if close else f"known: {', '.join(known)}"
+        raise UsageError(f"unknown {kind[:-1]} key {key!r} ({hint})", token=raw)
     value = value.strip()
     if not value:
         raise UsageError(f"{lhs} needs a value", token=raw)
