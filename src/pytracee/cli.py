@@ -192,10 +192,11 @@ def trace(events: Sequence[str], scope: Sequence[str], policies: Sequence[str],
         for stream in streams:
             stream.start()
         quiet_collector()  # before "tracing": that line says the loop is about to start
-        click.echo(f"pytracee: tracing {len(runtime.event_bits)} events with "
-                   f"{len(runtime.names)} {'policy' if len(runtime.names) == 1 else 'policies'} "
-                   "(Ctrl-C to stop)", err=True)
-        pipeline.run(tick)
+        # Said once Ctrl-C is handled and /healthz is OK: a script that waits for this line
+        # can signal pytracee and scrape it at once.
+        pipeline.run(tick, on_start=lambda: click.echo(
+            f"pytracee: tracing {len(runtime.event_bits)} events with {len(runtime.names)} "
+            f"{'policy' if len(runtime.names) == 1 else 'policies'} (Ctrl-C to stop)", err=True))
         from pytracee.sinks.stream import close_streams, delivery_summary
 
         # Also those the pipeline dropped (reader gone). Says what it waits for; a second

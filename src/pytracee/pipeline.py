@@ -274,12 +274,18 @@ class Pipeline:
                 self.counts.sink_errors += 1
                 self._sink_failed(sink, exc)
 
-    def run(self, tick: Callable[[], None] | None = None) -> None:
+    def run(self, tick: Callable[[], None] | None = None,
+            on_start: Callable[[], None] | None = None) -> None:
         """Until SIGINT/SIGTERM (or stop_event): read, decode, filter, write.
-        `tick` runs between reads (at least every 100 ms): reloads, housekeeping."""
+        `tick` runs between reads (at least every 100 ms): reloads, housekeeping.
+        `on_start` runs once the signal handlers are in place and the reader counts as
+        running (/healthz), just before the first read: where to say "tracing"."""
         previous = {sig: signal.signal(sig, lambda *_: self.stop_event.set())
                     for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            self.last_tick = time.monotonic()
+            if on_start is not None:
+                on_start()
             while not self.stop_event.is_set():
                 self.last_tick = time.monotonic()  # heartbeat: /healthz checks the reader runs
                 self.drain_once()
