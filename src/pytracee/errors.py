@@ -7,6 +7,9 @@ the CLI prints it and exits 2. EnvironmentProblem is a missing prerequisite
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class UsageError(Exception):
     """Bad user input. `where` is "file:line" when the input came from a file."""
@@ -25,3 +28,10 @@ class UsageError(Exception):
 
 class EnvironmentProblem(Exception):
     """The host cannot run pytracee (privileges, kernel features)."""
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice a misspelt `word` most likely meant (difflib's default cutoff), or None:
+    what every "did you mean" hint is made from."""
+    found = difflib.get_close_matches(word, list(choices), n=1)
+    return found[0] if found else None

@@ -22,13 +22,12 @@ A misspelt name gets a did-you-mean, also a name of the other flag (`-a exec`: '
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 
 log = logging.getLogger("pytracee.capture")
 DEFAULT_DIR = "/tmp/pytracee/out"
@@ -67,8 +66,8 @@ class CaptureOptions:
 def _split(value: str, token: str, opts: CaptureOptions) -> None:
     """One layout; several (pcap:process,command) are all written."""
     if value not in PCAP_SPLITS:
-        close = difflib.get_close_matches(value, PCAP_SPLITS, n=1)
-        raise UsageError(f"unknown pcap split {value!r}" + (f" (did you mean '{close[0]}'?)"
+        close = closest(value, PCAP_SPLITS)
+        raise UsageError(f"unknown pcap split {value!r}" + (f" (did you mean '{close}'?)"
                          if close else f" (expected {', '.join(PCAP_SPLITS)})"), token=token)
     if not opts._split_given:
         opts.pcap_split = ()
@@ -181,12 +180,12 @@ class _Spelling:
         cut = min((i for i in (body.find(":"), body.find("=")) if i >= 0), default=len(body))
         key, value = body[:cut], body[cut + 1:]
         names = self.names()
-        close = [key] if key in names else difflib.get_close_matches(key, list(names), n=1)
-        if not close:
+        close = key if key in names else closest(key, names)
+        if close is None:
             return None
-        bare, prefix = names[close[0]]
+        bare, prefix = names[close]
         if prefix is not None and (cut < len(body) or bare is None):
-            if close[0] == "file-write.filters":  # path=/prefix* -> write=/prefix*
+            if close == "file-write.filters":  # path=/prefix* -> write=/prefix*
                 value = value.removeprefix("path=")
             out = prefix + (value or "...")
         else:

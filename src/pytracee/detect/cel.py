@@ -60,7 +60,6 @@ triggering event's context), produced_event.fields types. A detector whose
 from __future__ import annotations
 
 import datetime
-import difflib
 import json
 import logging
 import os
@@ -77,7 +76,7 @@ from cel_expr_python.ext import ext_bindings, ext_optional, ext_strings
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pytracee.detect.signature import SEVERITY_NAMES, EventSelector, Signature, SignatureMetadata
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 from pytracee.events import definitions
 from pytracee.events.definitions import EVENTS, SIGNATURE_EVENTS_START, EventDef
 from pytracee.policy.filters import EventSelection, StringFilter, parse_events
@@ -354,8 +353,8 @@ class _Doc:
             if key in out:
                 raise self.fail(k, f"{what}: duplicate key '{key}'")
             if known is not None and key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                close = closest(key, known)
+                hint = f" (did you mean '{close}'?)" if close else ""
                 raise self.fail(k, f"{what}: unknown key '{key}'{hint}; known keys: "
                                    f"{', '.join(known)}")
             out[key] = v
@@ -728,8 +727,8 @@ class CelSignature(Signature):
             name = doc.string(doc.required(item, r, "name", "event requirement"), "name")
             kernel = _Registry.lookup(name) is not None
             if not kernel and known is not None and name not in known:
-                close = difflib.get_close_matches(name, [*known, *definitions.BY_NAME], n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                close = closest(name, [*known, *definitions.BY_NAME])
+                hint = f" (did you mean '{close}'?)" if close else ""
                 raise doc.fail(r["name"], f"unknown event '{name}'{hint}: not a kernel event "
                                           "nor produced by a loaded detector")
             self.requirement_where.setdefault(name, doc.at(r["name"]))
@@ -836,8 +835,8 @@ class CelSignature(Signature):
             if shape is None or (called and i == len(parts) - 1 and part not in shape):
                 return  # a method call on a value (or on a map: .size())
             if part not in shape:
-                close = difflib.get_close_matches(part, list(shape), n=1)
-                hint = f" (did you mean '{seen}.{close[0]}'?)" if close else ""
+                close = closest(part, shape)
+                hint = f" (did you mean '{seen}.{close}'?)" if close else ""
                 raise doc.fail(node, f"{what}: '{seen}' has no field '{part}'{hint}; known: "
                                      f"{', '.join(shape)}")
             shape = shape[part]

@@ -13,12 +13,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pytracee.enrich.runtime_api import DEFAULT_SOCKETS
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 
 
 @dataclass
@@ -55,11 +54,11 @@ def _hint(raw: str, names: dict[str, bool]) -> str:
     key, eq, value = raw.partition("=")
     if key in names:
         return ""
-    close = difflib.get_close_matches(key, list(names), n=1)
-    if not close:
+    close = closest(key, names)
+    if close is None:
         return ""
-    takes = names[close[0]]
-    return f" (did you mean '{close[0]}{'=' + value if takes and eq else ''}'?)"
+    takes = names[close]
+    return f" (did you mean '{close}{'=' + value if takes and eq else ''}'?)"
 
 
 def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> EnrichOptions:
@@ -96,9 +95,9 @@ def parse_enrich_options(stores: Sequence[str], enrichment: Sequence[str]) -> En
         elif key == "container.wait" and eq:
             opts.wait_s = _number(raw, value, int, 0) / 1000
         elif len(parts) == 3 and parts[0] == "container" and parts[2] == "socket" and eq:
-            close = difflib.get_close_matches(parts[1], list(DEFAULT_SOCKETS), n=1)
+            close = closest(parts[1], DEFAULT_SOCKETS)
             raise UsageError(f"unknown container runtime {parts[1]!r} in {raw!r}"
-                             + (f" (did you mean '{close[0]}'?)" if close else
+                             + (f" (did you mean '{close}'?)" if close else
                                 f" (known: {', '.join(DEFAULT_SOCKETS)})"), token=raw)
         else:
             runtimes = "|".join(DEFAULT_SOCKETS)

@@ -22,7 +22,6 @@ Choices where Tracee is silent or loose:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 from pytracee.events.wire import MAX_POLICIES
 
 __all__ = ["PolicyDoc", "RuleDoc", "PolicyErrors", "load_policies", "API_VERSION"]
@@ -254,8 +253,8 @@ class _Reader:
             elif k.value in out:
                 self.error(k, f"{what}: duplicate key '{k.value}'")
             elif k.value not in known:
-                close = difflib.get_close_matches(k.value, known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                close = closest(k.value, known)
+                hint = f" (did you mean '{close}'?)" if close else ""
                 self.error(k, f"{what}: unknown key '{k.value}'{hint}; "
                               f"known keys: {', '.join(known)}")
             else:
@@ -379,8 +378,8 @@ class _Reader:
         for action, where in self.strings(node, what, null_ok=True) or ():
             if action not in ACTIONS:
                 self.failed = True
-                close = difflib.get_close_matches(action, sorted(ACTIONS), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else \
+                close = closest(action, sorted(ACTIONS))
+                hint = f" (did you mean '{close}'?)" if close else \
                     f" (known: {', '.join(sorted(ACTIONS))})"
                 self.errors.append(UsageError(
                     f"action '{action}' is not supported{hint}; "

@@ -22,7 +22,6 @@ range operators take one value; `0755` is refused as ambiguous (use 0o755).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +29,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeAlias
 
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 from pytracee.events.structs import STRUCT_FIELDS
 
 __all__ = [
@@ -308,8 +307,8 @@ def _split_op(kind: str, expr: str) -> tuple[str, str | None, str]:
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a known name is close to `name` (difflib's default
     cutoff, as for events and policy keys), else ''."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(name, known)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 def _unknown_name(what: str, name: str, known: Sequence[str]) -> str:
@@ -363,8 +362,8 @@ def threat_events(expr: str) -> set[int]:
                 hit = _norm(t["name"]) == want
             return hit if op == "=" else not hit
     else:
-        close = difflib.get_close_matches(field_name, _THREAT_FIELDS, n=1)
-        hint = f" (did you mean 'threat.{close[0]}'?)" if close else ""
+        close = closest(field_name, _THREAT_FIELDS)
+        hint = f" (did you mean 'threat.{close}'?)" if close else ""
         raise _fail(k, expr, "expected threat.severity, threat.mitre.technique, "
                              f"threat.mitre.tactic or threat.name with an operator{hint}")
     found = {eid for eid, t in SIGNATURE_THREATS.items() if test(t)}

@@ -18,13 +18,12 @@ means loopback here.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3366
@@ -82,10 +81,10 @@ def _hint(key: str, sep: str, value: str) -> str:
     """' (did you mean 'metrics'?)' for a misspelt option name (its value kept)."""
     if key in _NAMES:
         return ""  # a known name with or without '=' by mistake: the list says which
-    close = difflib.get_close_matches(key, list(_NAMES), n=1)
-    if not close:
+    close = closest(key, _NAMES)
+    if close is None:
         return ""
-    return f" (did you mean '{close[0]}{sep + value if _NAMES[close[0]] and sep else ''}'?)"
+    return f" (did you mean '{close}{sep + value if _NAMES[close] and sep else ''}'?)"
 
 
 def value_of(host: str, port: int) -> str:

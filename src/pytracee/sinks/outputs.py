@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pytracee.errors import UsageError
+from pytracee.errors import UsageError, closest
 
 if TYPE_CHECKING:
     from pytracee.sinks.stream import Stream
@@ -176,7 +176,7 @@ def parse_outputs(values: Sequence[str]) -> OutputConfig:
                 _webhook_query(spec)
             legacy.append(spec)
         else:
-            close = _close(kind, _OUTPUT_KINDS)
+            close = closest(kind, _OUTPUT_KINDS)
             if close:
                 fixed = close + raw[len(kind):]
                 raise UsageError(f"unknown output {raw!r} (did you mean {fixed!r}?)", token=raw)
@@ -187,14 +187,6 @@ def parse_outputs(values: Sequence[str]) -> OutputConfig:
 
 # The output kinds of `-o KIND[:...]` (what a misspelt one is compared with).
 _OUTPUT_KINDS = ("table", "json", "gotemplate", "template", "webhook", "forward", "none", "option")
-
-
-def _close(word: str, choices: Sequence[str]) -> str | None:
-    """The choice a misspelt word most likely meant, if one is close."""
-    import difflib
-
-    found = difflib.get_close_matches(word, list(choices), n=1)
-    return found[0] if found else None
 
 
 def _parse_option(cfg: OutputConfig, rest: str, raw: str) -> None:
@@ -229,7 +221,7 @@ def _parse_option(cfg: OutputConfig, rest: str, raw: str) -> None:
                                 "read (per CPU in time order), not re-sorted")
         cfg.sort_events = True
     else:
-        close = _close(name, [o.split("[")[0].split("=")[0] for o in _OPTIONS])
+        close = closest(name, [o.split("[")[0].split("=")[0] for o in _OPTIONS])
         hint = f"did you mean 'option:{close}'?" if close else f"known: {', '.join(_OPTIONS)}"
         raise UsageError(f"unknown output option {rest!r} ({hint})", token=raw)
 
@@ -244,7 +236,7 @@ def _parse_key(cfg: OutputConfig, raw: str, seen: dict[tuple[str, str, str], str
     if not _NAME.match(name):
         raise UsageError(f"bad {kind[:-1]} name {name!r} (letters, digits, '_', '-')", token=raw)
     if key not in known:
-        close = _close(key, known)
+        close = closest(key, known)
         hint = f"did you mean {close!r}?" if close else f"known: {', '.join(known)}"
         raise UsageError(f"unknown {kind[:-1]} key {key!r} ({hint})", token=raw)
     value = value.strip()
