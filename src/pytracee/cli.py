@@ -11,7 +11,7 @@ import click
 import orjson
 
 from pytracee.config import LOG_LEVELS, load_config
-from pytracee.errors import EnvironmentProblem, UsageError
+from pytracee.errors import EnvironmentProblem, UsageError, UsageErrors
 from pytracee.events import definitions
 from pytracee.events.definitions import EVENTS, EventDef
 from pytracee.sinks.outputs import OutputConfig, parse_outputs
@@ -61,6 +61,13 @@ def _fail(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
+def _fail_usage(exc: UsageError) -> NoReturn:
+    """A user mistake, or all of them when they were found together: one line each, exit 2."""
+    for err in getattr(exc, "errors", [exc]):
+        click.echo(f"pytracee: {err}", err=True)
+    sys.exit(2)
+
+
 def policy_runtime(version: int, policies: Sequence[str], events: Sequence[str],
                    scope: Sequence[str]) -> PolicyRuntime:
     """The policy set to run: from --policy files, or the one policy --events/--scope make."""
@@ -89,9 +96,7 @@ def load_signatures(dirs: Sequence[str]) -> list[Any]:
 
     user, errors = load_signature_dirs(dirs)
     if errors:
-        for err in errors[:-1]:
-            click.echo(f"pytracee: {err}", err=True)
-        raise errors[-1]
+        raise UsageErrors(errors)
     sigs, replaced = with_builtins(builtin_signatures(), user)
     try:
         register(sigs)
@@ -382,9 +387,7 @@ def main(ctx: click.Context, events: tuple[str, ...], scope: tuple[str, ...],
         code = trace(events, scope, policies, output, buffers, stores, enrichment,
                      signatures_dirs, signatures_config, server, capture, artifacts)
     except UsageError as exc:
-        for err in getattr(exc, "errors", [exc])[:-1]:  # policy files: every mistake
-            click.echo(f"pytracee: {err}", err=True)
-        _fail(2, str(getattr(exc, "errors", [exc])[-1]))
+        _fail_usage(exc)
     except EnvironmentProblem as exc:
         _fail(1, str(exc))
     sys.exit(code)
@@ -420,7 +423,7 @@ def list_events(as_json: bool, patterns: tuple[str, ...]) -> None:
     try:  # signatures' events and sets are events too, as for -e
         load_signatures(())
     except UsageError as exc:
-        _fail(2, str(exc))
+        _fail_usage(exc)
     evs = sorted((d for d in EVENTS.values() if not d.internal), key=lambda d: d.id)
     if patterns:
         try:
@@ -507,7 +510,7 @@ def analyze(source: str, events: tuple[str, ...], output: str, signatures_dirs: 
                 wanted.add(d.id)
             sigs = active(sigs, wanted)
     except UsageError as exc:
-        _fail(2, str(exc))
+        _fail_usage(exc)
     engine = Engine(sigs, params)
     sink: Any = (JsonSink(open(sys.stdout.fileno(), "wb", closefd=False), lambda v: [])
                  if output == "json" else TableSink(sys.stdout))
@@ -546,19 +549,15 @@ def analyze(source: str, events: tuple[str, ...], output: str, signatures_dirs: 
 def list_policies(signatures_dirs: tuple[str, ...], paths: tuple[str, ...]) -> None:
     """Validate policy files and print what each policy selects (exit 2 on errors, all listed)."""
     from pytracee.policy.compile import compile_policies, describe
-    from pytracee.policy.files import PolicyErrors, load_policies
+    from pytracee.policy.files import load_policies
 
     try:
         # As the runner does before it reads -p: signatures' events and threats
         # (event: anti_debugging, event: threat.severity>=high) are known.
         load_signatures(signatures_dirs)
         pset = compile_policies(load_policies(list(paths)))
-    except PolicyErrors as exc:
-        for err in exc.errors:
-            click.echo(f"pytracee: {err}", err=True)
-        sys.exit(2)
-    except UsageError as exc:
-        _fail(2, str(exc))
+    except UsageError as exc:  # every policy (and signature) file mistake
+        _fail_usage(exc)
     click.echo(describe(pset))
 
 

@@ -8,7 +8,7 @@ the CLI prints it and exits 2. EnvironmentProblem is a missing prerequisite
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class UsageError(Exception):
@@ -24,6 +24,16 @@ class UsageError(Exception):
         prefix = f"{self.where}: " if self.where else ""
         tok = f" (in {self.token!r})" if self.token and self.token not in self.message else ""
         return f"{prefix}{self.message}{tok}"
+
+
+class UsageErrors(UsageError):
+    """Several mistakes found together (policy files, signature files): str() is the
+    first, `.errors` holds them all, and the CLI prints every one."""
+
+    def __init__(self, errors: Sequence[UsageError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0]
+        super().__init__(first.message, token=first.token, where=first.where)
 
 
 class EnvironmentProblem(Exception):

@@ -12,6 +12,7 @@ the page's folio. Done once, before the programs attach.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import secrets
@@ -41,7 +42,7 @@ def calibrate(obj: BpfObject) -> str | None:
         os.ftruncate(fd, PAGE)
         with mmap.mmap(fd, PAGE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
             m[:16] = marker
-            addr = ctypes_address(m)
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
             pfn = _frame_of(addr)
             if not pfn:
                 return "/proc/self/pagemap gives no frame numbers (needs CAP_SYS_ADMIN)"
@@ -54,8 +55,3 @@ def calibrate(obj: BpfObject) -> str | None:
     finally:
         os.close(fd)
 
-
-def ctypes_address(m: mmap.mmap) -> int:
-    import ctypes
-
-    return ctypes.addressof(ctypes.c_char.from_buffer(m))

@@ -85,7 +85,7 @@ _KIND_OF_TYPE = {
     "[]byte": ARG_BYTES,
     "[2]int": ARG_INT_PAIR,
 }
-INT_TYPES = _INT_TYPES = frozenset({
+INT_TYPES = frozenset({
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "bool", "trace.Pointer", "time.Time",
 })
@@ -132,7 +132,7 @@ def _syscall(nr: int, name: str, sets: tuple[str, ...], fields: tuple[tuple[str,
         typ = _FETCHED_AS.get(typ, typ)
         kind = _KIND_OF_TYPE.get(typ)
         if kind is None:
-            if typ not in _INT_TYPES:
+            if typ not in INT_TYPES:
                 raise ValueError(f"{name}.{argname}: no fetch kind for type {typ!r}")
             kind = ARG_INT
         args.append(ArgDef(argname, typ))

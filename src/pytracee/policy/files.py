@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pytracee.errors import UsageError, closest
+from pytracee.errors import UsageError, closest, UsageErrors
 from pytracee.events.wire import MAX_POLICIES
 
 __all__ = ["PolicyDoc", "RuleDoc", "PolicyErrors", "load_policies", "API_VERSION"]
@@ -69,13 +69,8 @@ class PolicyDoc:
     name_where: str = ""
 
 
-class PolicyErrors(UsageError):
-    """Every problem found; str() is the first, `.errors` holds them all."""
-
-    def __init__(self, errors: Sequence[UsageError]) -> None:
-        self.errors = list(errors)
-        first = self.errors[0]
-        super().__init__(first.message, token=first.token, where=first.where)
+class PolicyErrors(UsageErrors):
+    """Every problem found in the policy files; str() is the first, `.errors` all."""
 
 
 LOAD_ATTEMPTS = 3
